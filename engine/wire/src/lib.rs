@@ -45,6 +45,7 @@ pub mod decode;
 pub mod error;
 pub mod fixed;
 pub mod inline;
+pub mod invariants;
 pub mod json;
 pub mod record;
 pub mod render;
