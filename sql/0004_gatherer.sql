@@ -24,3 +24,7 @@ GRANT SELECT ON trades, orderbook_deltas, orderbook_snapshots, tickers, market_l
     TO deduplicator, kalshi_reader;
 
 GRANT EXECUTE ON FUNCTION kalshi_maintain_partitions(integer, bigint) TO gatherer, deduplicator;
+
+-- schema_migrations is created by the migration runner before version 1; reading it lets a
+-- service that runs as one of these roles check that the schema is up to date.
+GRANT SELECT ON schema_migrations TO gatherer, deduplicator, kalshi_reader;

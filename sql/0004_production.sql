@@ -83,3 +83,7 @@ GRANT SELECT ON trades, orderbook_deltas, orderbook_snapshots, tickers, market_l
 GRANT SELECT ON trades_v, orderbook_deltas_v, orderbook_snapshots_v, tickers_v, market_lifecycle_v,
                 sequence_gaps_v
     TO deduplicator, kalshi_reader;
+
+-- schema_migrations is created by the migration runner before version 1; reading it lets a
+-- service that runs as one of these roles check that the schema is up to date.
+GRANT SELECT ON schema_migrations TO deduplicator, kalshi_reader;

@@ -149,16 +149,19 @@ impl Decoder {
         self.aux.clear();
         let mut tape: Tape<'_> = core::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let parsed = simd_json::fill_tape(frame, &mut self.buffers, &mut tape);
-        let result = match parsed {
-            Ok(()) => Walker {
+        let outcome = match parsed {
+            Ok(()) => Ok(Walker {
                 nodes: &tape.0,
                 aux: &mut self.aux,
             }
-            .frame(),
-            Err(error) => Err(json_error(&error)),
+            .frame()),
+            Err(error) => Err(error),
         };
         self.tape = tape.reset();
-        result
+        match outcome {
+            Ok(result) => result,
+            Err(error) => Err(json_error(&error, frame)),
+        }
     }
 }
 

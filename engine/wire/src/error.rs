@@ -113,8 +113,48 @@ impl DecodeError {
     }
 }
 
-/// Maps simd-json's error to a static description.
-pub(crate) fn json_error(error: &simd_json::Error) -> DecodeError {
+/// Maps simd-json's error to a static description. simd-json reports an incomplete document as
+/// a bare syntax error at byte 0, so the frame's bracket structure is scanned (only on this error
+/// path) to say when the frame was cut short.
+pub(crate) fn json_error(error: &simd_json::Error, frame: &[u8]) -> DecodeError {
+    let (mut depth, mut in_string, mut escaped) = (0i64, false, false);
+    for (index, &byte) in frame.iter().enumerate() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth < 0 {
+                    return DecodeError::Json {
+                        offset: index,
+                        reason: "unbalanced closing bracket",
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+    if in_string {
+        return DecodeError::Json {
+            offset: frame.len(),
+            reason: "frame ends inside a string (truncated frame?)",
+        };
+    }
+    if depth > 0 {
+        return DecodeError::Json {
+            offset: frame.len(),
+            reason: "frame ends inside an object or array (truncated frame?)",
+        };
+    }
     use simd_json::ErrorType as E;
     let reason = match error.error() {
         E::Eof => "unexpected end of input (truncated frame?)",
