@@ -471,7 +471,9 @@ pub struct Aux {
 }
 
 impl Aux {
-    pub(crate) fn clear(&mut self) {
+    /// Empties every buffer, keeping their capacity. Builders (the simulator, tests) call this
+    /// before assembling a record's variable-size parts; the decoder does it per frame.
+    pub fn clear(&mut self) {
         self.arena.clear();
         self.texts.clear();
         self.levels.clear();
@@ -480,13 +482,46 @@ impl Aux {
     }
 
     /// Stores `text` and returns its reference.
-    pub(crate) fn push_text(&mut self, text: &str) -> Text {
+    pub fn push_text(&mut self, text: &str) -> Text {
         let start = self.arena.len() as u32;
         self.arena.push_str(text);
         Text {
             start,
             len: text.len() as u32,
         }
+    }
+
+    /// Stores a list of texts and returns its reference.
+    pub fn push_list<'a>(&mut self, items: impl IntoIterator<Item = &'a str>) -> TextList {
+        let start = self.texts.len() as u32;
+        for item in items {
+            let text = self.push_text(item);
+            self.texts.push(text);
+        }
+        TextList {
+            start,
+            len: self.texts.len() as u32 - start,
+        }
+    }
+
+    /// Stores a snapshot's levels (YES side, then NO side) and returns the two counts for
+    /// [`Snapshot::yes_levels`] and [`Snapshot::no_levels`]. Call on a cleared `Aux`: a snapshot's
+    /// levels start at the beginning of the level buffer.
+    pub fn push_levels(&mut self, yes: &[Level], no: &[Level]) -> (u32, u32) {
+        self.levels.extend_from_slice(yes);
+        self.levels.extend_from_slice(no);
+        (yes.len() as u32, no.len() as u32)
+    }
+
+    /// Stores a `price_ranges` band; the record's `price_ranges` count is the number pushed.
+    pub fn push_price_range(&mut self, range: PriceRange) {
+        self.ranges.push(range);
+    }
+
+    /// Stores a `(channel, sid)` pair of a subscription list.
+    pub fn push_subscription(&mut self, channel: &str, sid: u64) {
+        let channel = self.push_text(channel);
+        self.subscriptions.push((channel, sid));
     }
 
     /// The text a [`Text`] refers to.
