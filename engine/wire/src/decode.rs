@@ -65,7 +65,18 @@ pub struct Decoder {
     buffers: simd_json::Buffers,
     tape: Tape<'static>,
     aux: Aux,
+    trades: Vec<Trade>,
     stats: DecoderStats,
+}
+
+/// One page of `GET /markets/trades`, decoded by [`Decoder::decode_rest_trades`].
+#[derive(Debug)]
+pub struct TradesPage<'d> {
+    /// The trades, in the order the exchange listed them (newest first). They carry no
+    /// sid/seq; `exchange_ts` is `created_time`.
+    pub trades: &'d [Trade],
+    /// The cursor of the next page; `None` when this is the last page (`""` or absent).
+    pub cursor: Option<&'d str>,
 }
 
 impl Default for Decoder {
@@ -92,6 +103,7 @@ impl Decoder {
             buffers: simd_json::Buffers::new(4096),
             tape: Tape(Vec::with_capacity(256)),
             aux: Aux::default(),
+            trades: Vec::new(),
             stats: DecoderStats::default(),
         }
     }
@@ -139,29 +151,77 @@ impl Decoder {
         }
     }
 
-    fn decode_record(&mut self, frame: &mut [u8]) -> Result<Record, DecodeError> {
-        if frame.len() > self.config.frame_bytes_max {
+    /// Decodes a REST `GET /markets/{ticker}/orderbook` body (any of its three historical
+    /// shapes: `orderbook_fp`, the transitional `orderbook` + `orderbook_fp`, or the old
+    /// `orderbook` with cents) into a [`Record::Snapshot`] for `ticker`. NO levels are in NO-leg
+    /// price, as REST always quotes them; `use_yes_price` is therefore `Some(false)`.
+    ///
+    /// # Errors
+    /// As [`Decoder::decode`]; a body with no book at all is `MissingField("orderbook_fp")`.
+    pub fn decode_rest_orderbook(
+        &mut self,
+        body: &mut [u8],
+        ticker: &str,
+    ) -> Result<Decoded<'_>, DecodeError> {
+        let ticker = InlineStr::new(ticker).ok_or(DecodeError::TooLong {
+            field: "ticker",
+            limit: crate::inline::Ticker::CAPACITY,
+        })?;
+        let record = self.with_tape(body, |walker| walker.rest_orderbook(ticker))?;
+        Ok(Decoded {
+            record,
+            aux: &self.aux,
+            use_yes_price: Some(false),
+        })
+    }
+
+    /// Decodes a REST `GET /markets/trades` (or `/historical/trades`) page.
+    ///
+    /// # Errors
+    /// As [`Decoder::decode`], naming the field of the first bad trade.
+    pub fn decode_rest_trades(&mut self, body: &mut [u8]) -> Result<TradesPage<'_>, DecodeError> {
+        let mut trades = core::mem::take(&mut self.trades);
+        trades.clear();
+        let result = self.with_tape(body, |walker| walker.rest_trades(&mut trades));
+        self.trades = trades;
+        let cursor = result?;
+        Ok(TradesPage {
+            trades: &self.trades,
+            cursor: cursor.map(|c| self.aux.text(c)).filter(|c| !c.is_empty()),
+        })
+    }
+
+    /// Parses `input` into the reused tape and runs `walk` over it.
+    fn with_tape<T>(
+        &mut self,
+        input: &mut [u8],
+        walk: impl FnOnce(&mut Walker<'_, '_, '_>) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        if input.len() > self.config.frame_bytes_max {
             return Err(DecodeError::FrameTooLarge {
-                len: frame.len(),
+                len: input.len(),
                 limit: self.config.frame_bytes_max,
             });
         }
         self.aux.clear();
         let mut tape: Tape<'_> = core::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
-        let parsed = simd_json::fill_tape(frame, &mut self.buffers, &mut tape);
+        let parsed = simd_json::fill_tape(input, &mut self.buffers, &mut tape);
         let outcome = match parsed {
-            Ok(()) => Ok(Walker {
+            Ok(()) => Ok(walk(&mut Walker {
                 nodes: &tape.0,
                 aux: &mut self.aux,
-            }
-            .frame()),
+            })),
             Err(error) => Err(error),
         };
         self.tape = tape.reset();
         match outcome {
             Ok(result) => result,
-            Err(error) => Err(json_error(&error, frame)),
+            Err(error) => Err(json_error(&error, input)),
         }
+    }
+
+    fn decode_record(&mut self, frame: &mut [u8]) -> Result<Record, DecodeError> {
+        self.with_tape(frame, |walker| walker.frame())
     }
 }
 
@@ -1142,5 +1202,147 @@ impl<'t, 'i> Walker<'t, 'i, '_> {
             }
             _ => Ok(out),
         }
+    }
+
+    /// The `orderbook_fp` (preferred) or legacy `orderbook` object of a REST book body, or the
+    /// body itself when it is bare.
+    fn rest_orderbook(&mut self, ticker: crate::inline::Ticker) -> Result<Record, DecodeError> {
+        let (mut fp, mut legacy) = (None, None);
+        let mut bare = false;
+        for (key, at) in self.fields(0, "body")? {
+            match key {
+                "orderbook_fp" if !self.is_null(at) => fp = Some(at),
+                "orderbook" if !self.is_null(at) => legacy = Some(at),
+                "yes_dollars" | "no_dollars" | "yes" | "no" => bare = true,
+                _ => {}
+            }
+        }
+        let book = match (fp, legacy) {
+            (Some(at), _) | (None, Some(at)) => at,
+            (None, None) if bare => 0,
+            (None, None) => {
+                return Err(DecodeError::MissingField {
+                    field: "orderbook_fp",
+                });
+            }
+        };
+        // Per side: (`*_dollars` with fixed-point counts or integer counts, cents).
+        let mut yes: [Option<usize>; 3] = [None; 3];
+        let mut no: [Option<usize>; 3] = [None; 3];
+        for (key, at) in self.fields(book, "orderbook_fp")? {
+            let present = Some(at).filter(|at| !self.is_null(*at));
+            match key {
+                "yes_dollars" => yes[1] = present,
+                "yes" => yes[2] = present,
+                "no_dollars" => no[1] = present,
+                "no" => no[2] = present,
+                _ => {}
+            }
+        }
+        let yes_levels = self.side_levels(
+            yes,
+            [
+                "orderbook_fp.yes_dollars",
+                "orderbook_fp.yes_dollars",
+                "orderbook.yes",
+            ],
+        )?;
+        let no_levels = self.side_levels(
+            no,
+            [
+                "orderbook_fp.no_dollars",
+                "orderbook_fp.no_dollars",
+                "orderbook.no",
+            ],
+        )?;
+        Ok(Record::Snapshot(Snapshot {
+            header: Header::default(),
+            ticker,
+            market_id: InlineStr::empty(),
+            yes_levels,
+            no_levels,
+        }))
+    }
+
+    /// The trades of a REST page into `out`; returns the cursor.
+    fn rest_trades(&mut self, out: &mut Vec<Trade>) -> Result<Option<Text>, DecodeError> {
+        let (mut trades, mut cursor) = (None, None);
+        for (key, at) in self.fields(0, "body")? {
+            match key {
+                "trades" => trades = Some(at).filter(|at| !self.is_null(*at)),
+                "cursor" => cursor = self.text(at, "cursor")?,
+                _ => {}
+            }
+        }
+        if let Some(at) = trades {
+            for element in self.elements(at, "trades")? {
+                out.push(self.rest_trade(element)?);
+            }
+        }
+        Ok(cursor)
+    }
+
+    fn rest_trade(&mut self, at: usize) -> Result<Trade, DecodeError> {
+        let (mut ticker, mut trade_id, mut created) = (None, None, None);
+        let (mut yes_dollars, mut yes_cents, mut no_dollars, mut no_cents) =
+            (None, None, None, None);
+        let (mut count_fp, mut count_whole) = (None, None);
+        let (mut taker_side, mut taker_outcome_side, mut taker_book_side) = (None, None, None);
+        let mut is_block_trade = None;
+        for (key, at) in self.fields(at, "trades[]")? {
+            match key {
+                "ticker" | "market_ticker" => ticker = self.string(at, "trades[].ticker")?,
+                "trade_id" => trade_id = self.string(at, "trades[].trade_id")?,
+                "created_time" => created = self.rfc3339(at, "trades[].created_time"),
+                "yes_price_dollars" => {
+                    yes_dollars = self.dollars(at, "trades[].yes_price_dollars")?;
+                }
+                "yes_price" | "price" => yes_cents = self.cents(at, "trades[].yes_price")?,
+                "no_price_dollars" => no_dollars = self.dollars(at, "trades[].no_price_dollars")?,
+                "no_price" => no_cents = self.cents(at, "trades[].no_price")?,
+                "count_fp" => count_fp = self.size(at, "trades[].count_fp")?,
+                "count" => count_whole = self.size(at, "trades[].count")?,
+                "taker_side" => taker_side = self.side(at, "trades[].taker_side")?,
+                "taker_outcome_side" => {
+                    taker_outcome_side = self.side(at, "trades[].taker_outcome_side")?;
+                }
+                "taker_book_side" => {
+                    taker_book_side = self.book_side(at, "trades[].taker_book_side")?;
+                }
+                "is_block_trade" => {
+                    is_block_trade = self.boolean(at, "trades[].is_block_trade")?;
+                }
+                _ => {}
+            }
+        }
+        let one_dollar = fixed::pow10(PRICE_SCALE);
+        let (yes_price_e6, no_price_e6) = match (
+            first(&[yes_dollars, yes_cents]),
+            first(&[no_dollars, no_cents]),
+        ) {
+            (Some(yes), Some(no)) => (yes, no),
+            (Some(yes), None) => (yes, derived_price(one_dollar - yes, "trades[].no_price")?),
+            (None, Some(no)) => (derived_price(one_dollar - no, "trades[].yes_price")?, no),
+            (None, None) => {
+                return Err(DecodeError::MissingField {
+                    field: "trades[].yes_price_dollars",
+                });
+            }
+        };
+        Ok(Trade {
+            header: Header::default(),
+            exchange_ts: created.transpose()?,
+            yes_price_e6,
+            no_price_e6,
+            count_e2: first(&[count_fp, count_whole]).ok_or(DecodeError::MissingField {
+                field: "trades[].count_fp",
+            })?,
+            ticker: inline(ticker, "trades[].ticker")?,
+            trade_id: inline(trade_id, "trades[].trade_id")?,
+            taker_side,
+            taker_outcome_side,
+            taker_book_side,
+            is_block_trade,
+        })
     }
 }

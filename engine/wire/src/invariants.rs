@@ -1,13 +1,13 @@
 //! The decoder's checkable promises, shared by the fuzz target and the randomized tests.
 //!
-//! [`check_frame`] decodes arbitrary bytes and, when they decode, renders the record back to a
+//! [`Checker::check_frame`] decodes arbitrary bytes and, when they decode, renders the record back to a
 //! wire frame, decodes that, and compares the two canonical records. It returns an error string
 //! only when a promise is broken; an input that is merely invalid is fine (the decoder must say
 //! so with an error, which it does by returning `Err`, never by panicking).
 
 use crate::{Decoder, render_frame, write_canonical, write_error};
 
-/// Reusable state for [`check_frame`].
+/// Reusable state for [`Checker::check_frame`].
 #[derive(Debug, Default)]
 pub struct Checker {
     first: Decoder,
@@ -18,7 +18,7 @@ pub struct Checker {
     second_json: Vec<u8>,
 }
 
-/// What [`check_frame`] saw.
+/// What [`Checker::check_frame`] saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The frame decoded and survived the render/decode round trip unchanged.

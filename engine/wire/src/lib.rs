@@ -52,7 +52,7 @@ pub mod render;
 
 pub use canonical::{write_canonical, write_error};
 pub use command::{Command, UpdateAction, encode_command};
-pub use decode::{Decoder, DecoderConfig, DecoderStats};
+pub use decode::{Decoder, DecoderConfig, DecoderStats, TradesPage};
 pub use error::DecodeError;
 pub use inline::{InlineStr, MarketId, Ticker, TradeId};
 pub use record::{

@@ -52,7 +52,7 @@ fn steady_state_decoding_does_not_allocate() {
     let mut decoder = Decoder::default();
     let mut scratch: Vec<Vec<u8>> = frames.clone();
     let mut out = Vec::with_capacity(1 << 16);
-    let mut pass = |decoder: &mut Decoder, scratch: &mut Vec<Vec<u8>>, out: &mut Vec<u8>| {
+    let pass = |decoder: &mut Decoder, scratch: &mut Vec<Vec<u8>>, out: &mut Vec<u8>| {
         for (frame, pristine) in scratch.iter_mut().zip(&frames) {
             frame.copy_from_slice(pristine);
             out.clear();
