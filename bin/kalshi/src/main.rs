@@ -4,6 +4,7 @@
 //! * `decode`: raw Kalshi frames in (one per line on stdin, or the `payload` of each line of a
 //!   fixture file), canonical record JSON out, one line per frame. A frame that cannot be decoded
 //!   becomes a `{"type":"error",...}` line and the run goes on.
+//! * `migrate`: applies the schema migrations in `sql/` to a database (idempotent).
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 use kalshi_wire::{Decoder, DecoderConfig, write_canonical, write_error};
 
 mod lines;
+mod migrate;
 
 /// Operator CLI of the Kalshi data platform.
 #[derive(Parser, Debug)]
@@ -26,6 +28,8 @@ struct Cli {
 enum Command {
     /// Decode raw Kalshi WebSocket frames into canonical record JSON (one line per frame).
     Decode(DecodeArgs),
+    /// Apply the schema migrations to a database (idempotent; safe to run concurrently).
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -45,6 +49,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode(args) => decode(&args),
+        Command::Migrate(args) => migrate::run(&args),
     }
 }
 
