@@ -76,8 +76,8 @@ fn metadata(object: &mut ObjectWriter<'_>, aux: &Aux, m: &MarketMetadata) {
     some_text(object, aux, "event_ticker", m.event_ticker);
     some_i64(object, "expected_expiration_ts", m.expected_expiration_ts);
     some_text(object, aux, "strike_type", m.strike_type);
-    some_text(object, aux, "floor_strike", m.floor_strike);
-    some_text(object, aux, "cap_strike", m.cap_strike);
+    some_text(object, aux, "floor_strike", m.floor_strike.map(|s| s.text));
+    some_text(object, aux, "cap_strike", m.cap_strike.map(|s| s.text));
     if let Some(custom) = m.custom_strike {
         // Re-serialized by the decoder from a parsed JSON value, so it is valid JSON.
         object.raw("custom_strike", aux.text(custom));
@@ -217,7 +217,7 @@ pub fn write_canonical(decoded: &Decoded<'_>, out: &mut Vec<u8>) {
                 object.opt_str("fee_type_override", aux.opt_text(r.fee_type_override));
                 object.opt_str(
                     "fee_multiplier_override",
-                    aux.opt_text(r.fee_multiplier_override),
+                    aux.scalar(r.fee_multiplier_override),
                 );
             }
         }

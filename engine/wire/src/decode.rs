@@ -26,7 +26,7 @@ use crate::fixed::{
 use crate::inline::InlineStr;
 use crate::record::{
     Aux, BookSide, Control, ControlKind, Decoded, Delta, EventKind, EventLifecycle, Header, Level,
-    MarketLifecycle, MarketMetadata, PriceRange, Record, Side, Snapshot, Text, TextList,
+    MarketLifecycle, MarketMetadata, PriceRange, Record, Scalar, Side, Snapshot, Text, TextList,
     TickerUpdate, Trade, Unknown,
 };
 
@@ -551,20 +551,30 @@ impl<'t, 'i> Walker<'t, 'i, '_> {
         Ok(self.string(at, field)?.map(|s| self.aux.push_text(s)))
     }
 
-    /// Any scalar as its exact text (numbers through their shortest round-trip form).
-    fn scalar_text(&mut self, at: usize, field: &'static str) -> Result<Option<Text>, DecodeError> {
+    /// Any scalar as its exact text (numbers through their shortest round-trip form), with
+    /// whether it was a number.
+    fn scalar_text(
+        &mut self,
+        at: usize,
+        field: &'static str,
+    ) -> Result<Option<Scalar>, DecodeError> {
         use core::fmt::Write as _;
         let start = self.aux.arena.len();
-        let written = match self.nodes.get(at) {
+        let (written, is_number) = match self.nodes.get(at) {
             Some(Node::String(text)) => {
                 self.aux.arena.push_str(text);
-                Ok(())
+                (Ok(()), false)
+            }
+            // Negative zero prints as "-0", which reads back as the integer 0; write 0.
+            Some(Node::Static(StaticNode::F64(v))) if *v == 0.0 => {
+                self.aux.arena.push('0');
+                (Ok(()), true)
             }
             Some(Node::Static(StaticNode::F64(v))) if v.is_finite() => {
-                write!(self.aux.arena, "{v}")
+                (write!(self.aux.arena, "{v}"), true)
             }
-            Some(Node::Static(StaticNode::I64(v))) => write!(self.aux.arena, "{v}"),
-            Some(Node::Static(StaticNode::U64(v))) => write!(self.aux.arena, "{v}"),
+            Some(Node::Static(StaticNode::I64(v))) => (write!(self.aux.arena, "{v}"), true),
+            Some(Node::Static(StaticNode::U64(v))) => (write!(self.aux.arena, "{v}"), true),
             Some(Node::Static(StaticNode::Null)) => return Ok(None),
             _ => {
                 return Err(DecodeError::WrongType {
@@ -574,9 +584,12 @@ impl<'t, 'i> Walker<'t, 'i, '_> {
             }
         };
         written.map_err(|_| DecodeError::Invalid { field })?;
-        Ok(Some(Text {
-            start: start as u32,
-            len: (self.aux.arena.len() - start) as u32,
+        Ok(Some(Scalar {
+            text: Text {
+                start: start as u32,
+                len: (self.aux.arena.len() - start) as u32,
+            },
+            is_number,
         }))
     }
 

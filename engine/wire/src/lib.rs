@@ -57,7 +57,7 @@ pub use error::DecodeError;
 pub use inline::{InlineStr, MarketId, Ticker, TradeId};
 pub use record::{
     Aux, BookSide, Control, ControlKind, Decoded, Delta, EventKind, EventLifecycle, Header, Level,
-    MarketLifecycle, MarketMetadata, PriceRange, Record, Side, Snapshot, Text, TextList,
+    MarketLifecycle, MarketMetadata, PriceRange, Record, Scalar, Side, Snapshot, Text, TextList,
     TickerUpdate, Trade, Unknown,
 };
 pub use render::render_frame;

@@ -182,6 +182,16 @@ pub struct Text {
     pub(crate) len: u32,
 }
 
+/// A scalar kept as its exact text, remembering whether the wire sent a JSON number or a
+/// string (so that re-rendering reproduces the same JSON type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scalar {
+    /// The text: a string's content, or a number's shortest round-trip decimal form.
+    pub text: Text,
+    /// Whether the wire value was a JSON number.
+    pub is_number: bool,
+}
+
 /// A reference to a list of texts in [`Aux`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TextList {
@@ -239,9 +249,9 @@ pub struct MarketMetadata {
     /// `strike_type`.
     pub strike_type: Option<Text>,
     /// `floor_strike`, as the exact decimal text of the wire number.
-    pub floor_strike: Option<Text>,
+    pub floor_strike: Option<Scalar>,
     /// `cap_strike`, as exact decimal text.
-    pub cap_strike: Option<Text>,
+    pub cap_strike: Option<Scalar>,
     /// `custom_strike`, as compact JSON.
     pub custom_strike: Option<Text>,
 }
@@ -337,7 +347,7 @@ pub struct EventLifecycle {
     /// `fee_type_override` (fee updates).
     pub fee_type_override: Option<Text>,
     /// `fee_multiplier_override` as exact decimal text (fee updates).
-    pub fee_multiplier_override: Option<Text>,
+    pub fee_multiplier_override: Option<Scalar>,
 }
 
 /// The control frames of the protocol.
@@ -531,6 +541,12 @@ impl Aux {
         self.arena
             .get(start..start + text.len as usize)
             .unwrap_or("")
+    }
+
+    /// The text of an optional scalar.
+    #[must_use]
+    pub fn scalar(&self, scalar: Option<Scalar>) -> Option<&str> {
+        scalar.map(|s| self.text(s.text))
     }
 
     /// The text of an optional reference.

@@ -6,11 +6,13 @@
 //! omitted when empty, deltas with both `ts` (RFC 3339, µs) and `ts_ms`.
 
 use crate::fixed::{
-    COUNT_SCALE, MICROS_PER_MILLI, MICROS_PER_SECOND, PRICE_SCALE, parse_decimal, write_decimal,
-    write_i64, write_rfc3339_us,
+    COUNT_SCALE, MICROS_PER_MILLI, MICROS_PER_SECOND, PRICE_SCALE, write_decimal, write_i64,
+    write_rfc3339_us,
 };
 use crate::json::{ObjectWriter, write_str};
-use crate::record::{Aux, ControlKind, Decoded, Header, Level, MarketMetadata, Record, Text};
+use crate::record::{
+    Aux, ControlKind, Decoded, Header, Level, MarketMetadata, Record, Scalar, Text,
+};
 
 fn price(object: &mut ObjectWriter<'_>, key: &str, value_e6: i64) {
     let out = object.key(key);
@@ -57,12 +59,12 @@ fn levels(object: &mut ObjectWriter<'_>, key: &str, levels: &[Level]) {
     out.push(b']');
 }
 
-/// Writes text that held a JSON number as a bare number, anything else as a string.
-fn number_or_string(object: &mut ObjectWriter<'_>, key: &str, text: &str) {
-    if parse_decimal(text.as_bytes(), 9).is_ok() {
-        object.raw(key, text);
+/// Writes a scalar with the JSON type it had on the wire.
+fn scalar(object: &mut ObjectWriter<'_>, aux: &Aux, key: &str, value: Scalar) {
+    if value.is_number {
+        object.raw(key, aux.text(value.text));
     } else {
-        object.str(key, text);
+        object.str(key, aux.text(value.text));
     }
 }
 
@@ -95,11 +97,11 @@ fn metadata(object: &mut ObjectWriter<'_>, aux: &Aux, m: &MarketMetadata) {
     some_text(object, aux, "event_ticker", m.event_ticker);
     some_seconds(object, "expected_expiration_ts", m.expected_expiration_ts);
     some_text(object, aux, "strike_type", m.strike_type);
-    if let Some(text) = m.floor_strike {
-        number_or_string(object, "floor_strike", aux.text(text));
+    if let Some(value) = m.floor_strike {
+        scalar(object, aux, "floor_strike", value);
     }
-    if let Some(text) = m.cap_strike {
-        number_or_string(object, "cap_strike", aux.text(text));
+    if let Some(value) = m.cap_strike {
+        scalar(object, aux, "cap_strike", value);
     }
     if let Some(text) = m.custom_strike {
         object.raw("custom_strike", aux.text(text));
@@ -298,9 +300,7 @@ pub fn render_frame(decoded: &Decoded<'_>, out: &mut Vec<u8>) {
                     None => msg.null("fee_type_override"),
                 }
                 match r.fee_multiplier_override {
-                    Some(text) => {
-                        number_or_string(&mut msg, "fee_multiplier_override", aux.text(text))
-                    }
+                    Some(value) => scalar(&mut msg, aux, "fee_multiplier_override", value),
                     None => msg.null("fee_multiplier_override"),
                 }
             }

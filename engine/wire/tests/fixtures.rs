@@ -353,7 +353,7 @@ fn market_lifecycle() {
         decoded.aux.opt_text(m.price_level_structure),
         Some("linear_cent")
     );
-    assert_eq!(decoded.aux.opt_text(m.metadata.floor_strike), Some("4487"));
+    assert_eq!(decoded.aux.scalar(m.metadata.floor_strike), Some("4487"));
 
     let mut frame = fixture(43, "market_lifecycle_v2", "metadata_updated");
     let decoded = decoder.decode(&mut frame).unwrap();
@@ -411,10 +411,7 @@ fn event_lifecycle_and_fees() {
     let Record::EventLifecycle(e) = decoded.record else {
         panic!()
     };
-    assert_eq!(
-        decoded.aux.opt_text(e.fee_multiplier_override),
-        Some("0.035")
-    );
+    assert_eq!(decoded.aux.scalar(e.fee_multiplier_override), Some("0.035"));
 }
 
 // Control frames: subscribed (sid from msg), ok consuming a seq, unsubscribed, errors with

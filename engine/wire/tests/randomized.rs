@@ -283,3 +283,24 @@ fn mutated_and_random_inputs_keep_the_invariants() {
     assert!(round_tripped > 20_000, "{round_tripped} round trips");
     assert!(rejected > 20_000, "{rejected} rejections");
 }
+
+// Inputs the fuzzer once broke, kept so the fix stays fixed. The first: a numeric string
+// `floor_strike` ("618714.00") was re-rendered as a bare number and came back as "618714".
+#[test]
+fn fuzz_regressions_keep_the_invariants() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/fuzz-regressions"
+    );
+    let mut checker = Checker::default();
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let input = std::fs::read(&path).unwrap();
+        if let Err(broken) = checker.check_frame(&input) {
+            panic!("{}: {broken}", path.display());
+        }
+        count += 1;
+    }
+    assert!(count >= 1);
+}
