@@ -8,25 +8,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::levels;
+
 use kalshi_wire::{
     BookSide, ControlKind, Decoder, EventKind, Level, Record, Side, render_frame, write_canonical,
 };
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/data/kalshi/ws_samples.jsonl"
-    );
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let value: serde_json::Value = serde_json::from_str(line).unwrap();
-            let kind = value["kind"].as_str().unwrap().to_owned();
-            let payload = &value["payload"];
+    common::ws_samples()
+        .into_iter()
+        .map(|(kind, payload)| {
             let frame = match kind.strip_suffix(".msg") {
                 Some(wire_type) => serde_json::json!({"type": wire_type, "msg": payload}),
-                None => payload.clone(),
+                None => payload,
             };
             (kind, serde_json::to_vec(&frame).unwrap())
         })
@@ -105,13 +101,6 @@ fn delta_legacy_cents() {
     assert_eq!(d.ticker.as_str(), "KXMLBGAME-25AUG12SDSF-SD");
     assert_eq!((d.price_e6, d.delta_e2, d.side), (510_000, -100, Side::No));
     assert_eq!(d.exchange_ts, Some(1_755_032_432_539_836));
-}
-
-fn levels(pairs: &[(i64, i64)]) -> Vec<Level> {
-    pairs
-        .iter()
-        .map(|&(price_e6, count_e2)| Level { price_e6, count_e2 })
-        .collect()
 }
 
 // Snapshots in the three formats give the same book; the legacy cents book is converted exactly.

@@ -11,27 +11,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use kalshi_wire::invariants::{Checker, Outcome};
 use kalshi_wire::{Decoder, Delta, Header, Record, Side, Trade, fixed};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const SEED: u64 = 0x6b61_6c73_6869;
-
-fn fixture_frames() -> Vec<Vec<u8>> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/data/kalshi/ws_samples.jsonl"
-    );
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let value: serde_json::Value = serde_json::from_str(line).unwrap();
-            serde_json::to_vec(&value["payload"]).unwrap()
-        })
-        .collect()
-}
 
 fn decimal(value: i64, scale: u32, decimals: u32) -> String {
     let mut out = Vec::new();
@@ -252,7 +239,7 @@ fn generated_frames_decode_exactly() {
 #[test]
 fn mutated_and_random_inputs_keep_the_invariants() {
     let mut rng = StdRng::seed_from_u64(SEED ^ 1);
-    let mut donors = fixture_frames();
+    let mut donors = common::ws_payloads();
     for _ in 0..200 {
         donors.push(random_delta(&mut rng).1);
         donors.push(random_trade(&mut rng).1);

@@ -3,7 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kalshi_wire::{BookSide, DecodeError, Decoder, Level, Record, Side};
+mod common;
+
+use common::levels;
+
+use kalshi_wire::{BookSide, DecodeError, Decoder, Record, Side};
 
 fn rest_payload(index: usize, kind: &str) -> Vec<u8> {
     let path = concat!(
@@ -19,13 +23,6 @@ fn rest_payload(index: usize, kind: &str) -> Vec<u8> {
     let value: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(value["kind"], kind);
     serde_json::to_vec(&value["payload"]).unwrap()
-}
-
-fn levels(pairs: &[(i64, i64)]) -> Vec<Level> {
-    pairs
-        .iter()
-        .map(|&(price_e6, count_e2)| Level { price_e6, count_e2 })
-        .collect()
 }
 
 // The current `orderbook_fp` shape (live prod, fractional sizes), NO levels in NO-leg price.
