@@ -1,0 +1,1 @@
+//! Gatherer core: configuration, order books, per-subscription sequencing, subscription management, request signing.
