@@ -120,7 +120,10 @@ pub enum AuthRejection {
         header: &'static str,
     },
     /// The timestamp header is not a decimal number of milliseconds.
-    #[error("header {} is not a decimal number of milliseconds", crate::HEADER_TIMESTAMP)]
+    #[error(
+        "header {} is not a decimal number of milliseconds",
+        crate::HEADER_TIMESTAMP
+    )]
     MalformedTimestamp,
     /// The timestamp is outside the accepted window around the server's clock.
     #[error("timestamp {timestamp_ms} ms is outside the accepted window around now ({now_ms} ms)")]
@@ -143,8 +146,7 @@ pub const BODY_BAD_SIGNATURE: &str = r#"{"error":{"code":"authentication_error",
 /// Body of a 401 for an unknown key id (`protocol.md` §2.5, verbatim).
 pub const BODY_UNKNOWN_KEY: &str = r#"{"error":{"code":"authentication_error","message":"authentication_error","details":"NOT_FOUND"}}"#;
 /// Body of a 401 for a missing signature header (`protocol.md` §2.5, verbatim).
-pub const BODY_SIGNATURE_MISSING: &str =
-    r#"{"error":{"code":"signature_is_missing_from_headers","message":"signature is missing from headers"}}"#;
+pub const BODY_SIGNATURE_MISSING: &str = r#"{"error":{"code":"signature_is_missing_from_headers","message":"signature is missing from headers"}}"#;
 /// Body of a 401 for a timestamp outside the window (`protocol.md` §2.5, verbatim).
 pub const BODY_TIMESTAMP_EXPIRED: &str =
     r#"{"error":{"code":"header_timestamp_expired","message":"header timestamp expired"}}"#;

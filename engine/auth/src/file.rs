@@ -54,7 +54,9 @@ fn read_bounded(path: &Path, secret: bool) -> Result<Zeroizing<String>, AuthErro
     check_metadata(path, &metadata, secret)?;
     let mut file = File::open(path).map_err(|source| stat_error(path, source))?;
     // Check the opened file again: the file read is then the file checked.
-    let metadata = file.metadata().map_err(|source| io_error(path, "inspect", source))?;
+    let metadata = file
+        .metadata()
+        .map_err(|source| io_error(path, "inspect", source))?;
     check_metadata(path, &metadata, secret)?;
     if metadata.len() > SECRET_FILE_BYTES_MAX {
         return Err(AuthError::TooLarge {

@@ -98,7 +98,13 @@ impl KeyRing {
         now_ms: u64,
         skew_ms: u64,
     ) -> Result<(), AuthRejection> {
-        self.check_window(headers, method, path, now_ms, SkewWindow::symmetric(skew_ms))
+        self.check_window(
+            headers,
+            method,
+            path,
+            now_ms,
+            SkewWindow::symmetric(skew_ms),
+        )
     }
 
     /// Checks a request's authentication headers as Kalshi does.
@@ -137,7 +143,8 @@ impl KeyRing {
         let key_id = header(HEADER_KEY)?;
         let timestamp = header(HEADER_TIMESTAMP)?;
         let signature = header(HEADER_SIGNATURE)?;
-        let timestamp_ms = parse_timestamp_ms(timestamp).ok_or(AuthRejection::MalformedTimestamp)?;
+        let timestamp_ms =
+            parse_timestamp_ms(timestamp).ok_or(AuthRejection::MalformedTimestamp)?;
         if !window.contains(timestamp_ms, now_ms) {
             return Err(AuthRejection::StaleTimestamp {
                 timestamp_ms,

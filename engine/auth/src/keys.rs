@@ -133,7 +133,9 @@ impl SigningKey {
             detail,
         };
         let (label, pem) = pem_block(pem).ok_or_else(|| {
-            format_error(format!("no PEM key found (no -----BEGIN line); {ACCEPTED_PRIVATE}"))
+            format_error(format!(
+                "no PEM key found (no -----BEGIN line); {ACCEPTED_PRIVATE}"
+            ))
         })?;
         match label {
             "RSA PRIVATE KEY" => {
@@ -149,8 +151,9 @@ impl SigningKey {
                     .map_err(|e| format_error(format!("invalid PKCS#8 private key: {e}")))?;
                 let oid = info.algorithm.oid;
                 if oid == OID_RSA {
-                    let key = rsa::PrivateKey::try_from(info)
-                        .map_err(|e| format_error(format!("invalid PKCS#8 RSA private key: {e}")))?;
+                    let key = rsa::PrivateKey::try_from(info).map_err(|e| {
+                        format_error(format!("invalid PKCS#8 RSA private key: {e}"))
+                    })?;
                     Ok(Self::from_rsa(key))
                 } else if oid == OID_ED25519 {
                     let key = ed25519_dalek::SigningKey::from_pkcs8_der(document.as_bytes())
@@ -183,10 +186,7 @@ impl SigningKey {
 
     fn from_rsa(key: rsa::PrivateKey) -> Self {
         Self {
-            inner: SigningInner::Rsa(rsa::pss::SigningKey::new_with_salt_len(
-                key,
-                PSS_SALT_BYTES,
-            )),
+            inner: SigningInner::Rsa(rsa::pss::SigningKey::new_with_salt_len(key, PSS_SALT_BYTES)),
         }
     }
 
@@ -212,11 +212,10 @@ impl SigningKey {
 
     /// Generates an RSA key of `bits` bits (1024 ..= 8192).
     pub(crate) fn generate_rsa(bits: usize) -> Result<Self, AuthError> {
-        let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits).map_err(|e| {
-            AuthError::KeyGen {
+        let key =
+            rsa::PrivateKey::new(&mut getrandom::SysRng, bits).map_err(|e| AuthError::KeyGen {
                 detail: format!("RSA {bits}-bit: {e}"),
-            }
-        })?;
+            })?;
         Ok(Self::from_rsa(key))
     }
 
@@ -354,7 +353,9 @@ impl VerifyingKey {
             detail,
         };
         let (label, pem) = pem_block(pem).ok_or_else(|| {
-            format_error(format!("no PEM key found (no -----BEGIN line); {ACCEPTED_PUBLIC}"))
+            format_error(format!(
+                "no PEM key found (no -----BEGIN line); {ACCEPTED_PUBLIC}"
+            ))
         })?;
         match label {
             "RSA PUBLIC KEY" => {
@@ -504,5 +505,14 @@ fn pem_block(pem: &str) -> Option<(&str, &str)> {
     let block = &pem[begin..];
     let rest = &block[BEGIN.len()..];
     let label = &rest[..rest.find("-----")?];
-    (!label.contains('\n')).then_some((label, block))
+    // Real labels are short upper-case words; anything else is reported without echoing it.
+    let plausible = label.len() <= 40 && label.bytes().all(|b| b.is_ascii_uppercase() || b == b' ');
+    Some((
+        if plausible {
+            label
+        } else {
+            "(unreadable label)"
+        },
+        block,
+    ))
 }
