@@ -8,7 +8,9 @@
 #  * the units keep the settings operators rely on (CPU affinity, memlock, restart, credentials,
 #    user, config path, drain timeout, hardening);
 #  * kalshi.sysusers.conf and kalshi.tmpfiles.conf apply cleanly to a scratch root and create the
-#    user and every ReadWritePaths= directory.
+#    user and every ReadWritePaths= directory;
+#  * tuning/apply-host-tuning.sh is shellcheck-clean (shellcheck is installed with apt-get when
+#    missing), its dry run succeeds without changing anything, and it refuses bad arguments.
 # Exits non-zero, naming the problem, on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -113,6 +115,43 @@ for unit in "${UNITS[@]}"; do
             fail "kalshi.tmpfiles.conf: $dir is not owned by kalshi"
         fi
     done < <(sed -n 's/^ReadWritePaths=//p' "tuning/$unit.service" | tr ' ' '\n')
+done
+
+echo "== tuning/apply-host-tuning.sh: shellcheck and a dry run"
+if ! command -v shellcheck >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends shellcheck >/dev/null ||
+            echo "check-units: shellcheck could not be installed" >&2
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends shellcheck >/dev/null ||
+            echo "check-units: shellcheck could not be installed" >&2
+    fi
+fi
+if command -v shellcheck >/dev/null 2>&1; then
+    shellcheck tuning/apply-host-tuning.sh scripts/check-units.sh scripts/check-monitoring.sh ||
+        fail "shellcheck reported problems (above)"
+else
+    fail "shellcheck is not installed (apt-get install shellcheck)"
+fi
+# The dry run must succeed and change nothing: the sysctl file it names must not appear.
+# `--nic lo` keeps it independent of this machine's NIC (lo has no IRQs: a warning, not an error).
+status=0
+out=$(tuning/apply-host-tuning.sh --nic lo --sysctl-file "$work/sysctl.conf" 2>&1) || status=$?
+if [ "$status" -ne 0 ]; then
+    printf '%s\n' "$out"
+    fail "apply-host-tuning.sh dry run exited $status"
+elif ! printf '%s\n' "$out" | grep -q 'dry run: nothing changed'; then
+    printf '%s\n' "$out"
+    fail "apply-host-tuning.sh dry run did not say it changed nothing"
+fi
+if [ -e "$work/sysctl.conf" ]; then
+    fail "apply-host-tuning.sh dry run wrote its sysctl file"
+fi
+for bad in --bogus '--irqbalance maybe' '--busy-poll fast' "--irq-cpus $(getconf _NPROCESSORS_ONLN)"; do
+    # shellcheck disable=SC2086 # word splitting into option and value is intended
+    if tuning/apply-host-tuning.sh $bad >/dev/null 2>&1; then
+        fail "apply-host-tuning.sh accepted bad arguments: $bad"
+    fi
 done
 
 if [ "$failed" -ne 0 ]; then

@@ -211,7 +211,10 @@ if [ "$do_irq" -eq 1 ]; then
     # The NIC's IRQs: the MSI-X vectors of its PCI device (ENA on EC2), or of the PCI parent of
     # a virtio device, else the lines of /proc/interrupts that name the interface or device.
     irqs=()
-    dev=$(readlink -f "/sys/class/net/$nic/device" 2>/dev/null || true)
+    dev=
+    if [ -e "/sys/class/net/$nic/device" ]; then
+        dev=$(readlink -f "/sys/class/net/$nic/device")
+    fi
     for dir in "$dev/msi_irqs" "$dev/../msi_irqs"; do
         if [ -n "$dev" ] && [ -d "$dir" ]; then
             while read -r irq; do irqs+=("$irq"); done < <(ls "$dir")
