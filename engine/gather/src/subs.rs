@@ -139,7 +139,7 @@ impl Default for SubsConfig {
 }
 
 /// Why a frame was not delivered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DropReason {
     /// The frame carries no sid.
     NoSid,
@@ -194,6 +194,9 @@ pub enum BackfillCause {
     Resubscribe,
     /// A new connection (or process start) after a disconnected window.
     Reconnect,
+    /// A market added while running (a new listing): its trades between listing and the
+    /// trade subscription's confirmation.
+    NewMarket,
 }
 
 /// Something the caller must do. Drain with [`SubscriptionManager::poll_action`].
@@ -391,6 +394,9 @@ pub struct SubscriptionManager {
     snapshot_gaps: BTreeMap<u64, BTreeSet<Ticker>>,
     /// The connection-level gap of the last reconnect, repaired when all markets are back.
     reconnect_gap: Option<u64>,
+    /// Markets added while running whose trades must be backfilled from this time until their
+    /// trade subscription is confirmed.
+    new_market_from: BTreeMap<Ticker, i64>,
     stats: SubsStats,
 }
 
@@ -436,6 +442,7 @@ impl SubscriptionManager {
             actions: VecDeque::new(),
             snapshot_gaps: BTreeMap::new(),
             reconnect_gap: None,
+            new_market_from: BTreeMap::new(),
             stats: SubsStats::default(),
         }
     }
@@ -488,9 +495,12 @@ impl SubscriptionManager {
 
     /// Assigns markets to this connection (from discovery or lifecycle). Markets beyond
     /// [`SubscriptionManager::free_slots`] are not taken and are returned, for another
-    /// connection.
-    pub fn add_markets(&mut self, tickers: &[Ticker]) -> Vec<Ticker> {
+    /// connection. `listed_at_us` is given for markets that appeared while running (a
+    /// `created` lifecycle event, a later discovery pass): their trades from then until the
+    /// trade subscription covers them are backfilled ([`BackfillCause::NewMarket`]).
+    pub fn add_markets(&mut self, tickers: &[Ticker], listed_at_us: Option<i64>) -> Vec<Ticker> {
         let mut overflow = Vec::new();
+        let has_trade = self.subs.iter().any(|s| s.channel == Channel::Trade);
         for ticker in tickers {
             if self.desired.contains(ticker) {
                 continue;
@@ -499,6 +509,11 @@ impl SubscriptionManager {
                 overflow.push(*ticker);
             } else {
                 self.desired.insert(*ticker);
+                if let Some(from_us) = listed_at_us
+                    && has_trade
+                {
+                    self.new_market_from.insert(*ticker, from_us);
+                }
             }
         }
         self.reconcile();
@@ -510,6 +525,7 @@ impl SubscriptionManager {
         for ticker in tickers {
             self.desired.remove(ticker);
             self.snapshot_wanted.remove(ticker);
+            self.new_market_from.remove(ticker);
         }
         self.reconcile();
     }
@@ -1226,6 +1242,26 @@ impl SubscriptionManager {
             return;
         };
         sub.confirmed.extend(markets.iter().copied());
+        if sub.channel == Channel::Trade && !self.new_market_from.is_empty() {
+            let mut by_start: BTreeMap<i64, Vec<Ticker>> = BTreeMap::new();
+            for ticker in markets {
+                if let Some(from_us) = self.new_market_from.remove(ticker) {
+                    by_start.entry(from_us).or_default().push(*ticker);
+                }
+            }
+            // A reconnect window already covers these markets from an earlier time.
+            if sub.backfill_from_us.is_none() {
+                for (from_us, tickers) in by_start {
+                    self.actions.push_back(Action::Backfill {
+                        gap_id: None,
+                        tickers,
+                        from_us,
+                        to_us: now_us,
+                        cause: BackfillCause::NewMarket,
+                    });
+                }
+            }
+        }
         if let Some(from_us) = sub.backfill_from_us
             && !markets.is_empty()
         {
