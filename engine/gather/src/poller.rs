@@ -439,3 +439,141 @@ impl BackfillQueue {
         self.done.pop_front()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticker(i: usize) -> Ticker {
+        Ticker::new(&format!("KXT-{i:04}")).unwrap()
+    }
+
+    // 1,000 markets over a 100 s interval under a 20/s budget, stepped every 10 ms for three
+    // intervals: every market is polled once per interval at a fixed phase, polls are spread
+    // evenly (no second has more than the budget allows, and each tenth of the interval gets
+    // about a tenth of the polls), and a 429 costs the market its request, not its turn.
+    #[test]
+    fn spread_evenly_and_429_keeps_the_turn() {
+        let interval = 100_000_000;
+        let mut poller = SnapshotPoller::new(interval);
+        let mut budget = RestBudget::new(20, 20, 1_000_000, 8_000_000);
+        let t0 = 1_000_000_000_000;
+        for i in 0..1_000 {
+            poller.add(t0, ticker(i));
+        }
+        assert_eq!(poller.len(), 1_000);
+        let mut polls: BTreeMap<Ticker, Vec<i64>> = BTreeMap::new();
+        let mut per_second: BTreeMap<i64, u32> = BTreeMap::new();
+        let mut limited: Option<Ticker> = None;
+        let mut first_after_pause = None;
+        let mut now = t0;
+        while now < t0 + 3 * interval {
+            while let Some(t) = poller.next_due(now, &mut budget) {
+                if now >= t0 + interval + interval / 2 && limited.is_none() {
+                    limited = Some(t);
+                    poller.rate_limited(now, &t, &mut budget);
+                    continue;
+                }
+                if limited.is_some() && first_after_pause.is_none() {
+                    first_after_pause = Some(t);
+                }
+                budget.succeeded();
+                polls.entry(t).or_default().push(now);
+                *per_second.entry((now - t0) / 1_000_000).or_default() += 1;
+                poller.completed(now, &t);
+            }
+            now += 10_000;
+        }
+        assert_eq!(
+            first_after_pause, limited,
+            "the rate-limited market goes first"
+        );
+        assert_eq!(budget.rate_limited_total, 1);
+        for (t, times) in &polls {
+            assert_eq!(times.len(), 3, "{t}");
+            for pair in times.windows(2) {
+                let spacing = pair[1] - pair[0];
+                // One interval apart, give or take the 1 s pause after the 429 and queueing.
+                assert!((spacing - interval).abs() <= 1_500_000, "{t}: {spacing}");
+            }
+        }
+        assert!(per_second.values().all(|&n| n <= 20 + 20));
+        for tenth in 0..10 {
+            let n: u32 = per_second
+                .iter()
+                .filter(|(s, _)| (**s % 100) / 10 == tenth)
+                .map(|(_, n)| *n)
+                .sum();
+            assert!((240..=360).contains(&n), "tenth {tenth}: {n}");
+        }
+        poller.remove(&ticker(0));
+        assert_eq!(poller.len(), 999);
+    }
+
+    // Windows of one market that overlap are merged; paging follows cursors; a gap is done
+    // when all its windows are; a repeated cursor ends a window as incomplete; failures retry
+    // then give up.
+    #[test]
+    fn backfill_windows() {
+        let mut queue = BackfillQueue::new(5_000_000, 2);
+        let mut budget = RestBudget::new(100, 100, 1_000_000, 2_000_000);
+        let a = Ticker::new("KXA-1.5").unwrap();
+        let b = Ticker::new("KX B").unwrap();
+        queue.push(Some(1), &[a, b], 100_000_000, 110_000_000);
+        queue.push(Some(2), &[a], 108_000_000, 130_500_000);
+        assert_eq!(queue.len(), 2);
+        let first = queue.next_request(0, &mut budget).unwrap();
+        assert_eq!(
+            first.path(),
+            "/markets/trades?ticker=KXA-1.5&min_ts=95&max_ts=136&limit=1000"
+        );
+        assert_eq!(first.gap_ids, vec![1, 2]);
+        queue.page_done(0, &first, 1_000, Some("c/1"));
+        let second = queue.next_request(0, &mut budget).unwrap();
+        assert_eq!(
+            second.path(),
+            "/markets/trades?ticker=KXA-1.5&min_ts=95&max_ts=136&limit=1000&cursor=c%2F1"
+        );
+        queue.rate_limited(0, &second, &mut budget);
+        assert!(queue.next_request(500_000, &mut budget).is_none());
+        let second = queue.next_request(1_000_000, &mut budget).unwrap();
+        assert_eq!(second.cursor.as_deref(), Some("c/1"));
+        queue.page_done(1, &second, 7, None);
+        // Gap 2 had only market a: done, with both pages' trades.
+        assert_eq!(
+            queue.poll_done(),
+            Some(BackfillDone {
+                gap_id: 2,
+                trades: 1_007,
+                complete: true,
+                done_ts: 1
+            })
+        );
+        assert_eq!(queue.poll_done(), None);
+        let third = queue.next_request(1_000_000, &mut budget).unwrap();
+        assert_eq!(third.ticker, b);
+        assert!(third.path().starts_with("/markets/trades?ticker=KX%20B&"));
+        queue.failed(2, &third);
+        let third = queue.next_request(1_000_000, &mut budget).unwrap();
+        queue.page_done(3, &third, 3, Some("same"));
+        let fourth = queue.next_request(1_000_000, &mut budget).unwrap();
+        queue.page_done(4, &fourth, 2, Some("same"));
+        assert_eq!(
+            queue.poll_done(),
+            Some(BackfillDone {
+                gap_id: 1,
+                trades: 1_012,
+                complete: false,
+                done_ts: 4
+            })
+        );
+        assert!(queue.is_empty());
+        // Give up after the attempts.
+        queue.push(Some(9), &[a], 0, 1);
+        let r = queue.next_request(2_000_000, &mut budget).unwrap();
+        queue.failed(5, &r);
+        let r = queue.next_request(2_000_000, &mut budget).unwrap();
+        queue.failed(6, &r);
+        assert_eq!(queue.poll_done().map(|d| d.complete), Some(false));
+    }
+}

@@ -469,3 +469,167 @@ impl MarketRegistry {
         self.deltas.push_back(MarketDelta::Event(event));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kalshi_sim_core::{Exchange, ExchangeConfig, MarketStatus};
+    use kalshi_wire::Decoder;
+
+    fn drain(registry: &mut MarketRegistry) -> Vec<MarketDelta> {
+        core::iter::from_fn(|| registry.poll_delta()).collect()
+    }
+
+    // A discovery pass over the simulator's REST pages (5 markets a page) finds exactly the
+    // markets the simulator reports as initialized, active or inactive, routes each to
+    // shard_for's shard, and a later pass removes markets that closed.
+    #[test]
+    fn discovery_over_sim_pages() {
+        let mut exchange = Exchange::new(ExchangeConfig::default(), 4);
+        let t0 = 1_800_000_000_000_000;
+        exchange.step(t0);
+        exchange.step(t0 + 400_000_000);
+        let mut registry = MarketRegistry::new(3, 5, true);
+        let pass = |registry: &mut MarketRegistry, exchange: &Exchange| {
+            registry.begin_discovery();
+            let mut pages = 0;
+            while let Some(path) = registry.discovery_request() {
+                let response =
+                    kalshi_sim_core::route(exchange, "GET", &format!("/trade-api/v2{path}"));
+                registry.handle_discovery_page(t0, &response.body).unwrap();
+                pages += 1;
+            }
+            pages
+        };
+        assert!(pass(&mut registry, &exchange) > 3);
+        let live: BTreeSet<String> = exchange
+            .markets()
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m.status,
+                    MarketStatus::Initialized | MarketStatus::Active | MarketStatus::Inactive
+                )
+            })
+            .map(|m| m.ticker.clone())
+            .collect();
+        assert!(!live.is_empty());
+        let found: BTreeSet<String> = registry
+            .markets()
+            .map(|m| m.ticker.as_str().to_owned())
+            .collect();
+        assert_eq!(found, live);
+        for delta in drain(&mut registry) {
+            let MarketDelta::Added { shard, market } = delta else {
+                panic!("{delta:?}")
+            };
+            assert_eq!(shard, shard_for(market.ticker.as_str(), 3));
+            assert!(!market.event_ticker.is_empty());
+            assert!(market.close_ts.is_some());
+        }
+        let total: usize = (0..3).map(|s| registry.shard_markets(s).count()).sum();
+        assert_eq!(total, registry.len());
+        // Much later every original market has closed.
+        exchange.step(t0 + 4_000_000_000);
+        pass(&mut registry, &exchange);
+        let removed = drain(&mut registry)
+            .into_iter()
+            .filter(|d| matches!(d, MarketDelta::Removed { .. }))
+            .count();
+        assert!(removed >= live.len() / 2, "{removed}");
+    }
+
+    // A cursor that comes back is a loop: the pass aborts and nothing is removed; a page that
+    // is not JSON is an error and the pass stays where it was.
+    #[test]
+    fn discovery_errors() {
+        let mut registry = MarketRegistry::new(1, 1000, false);
+        assert_eq!(
+            registry.handle_discovery_page(0, b"{}"),
+            Err(RegistryError::NoPass)
+        );
+        registry.begin_discovery();
+        let first = registry.discovery_request().unwrap();
+        assert_eq!(
+            first,
+            "/markets?status=unopened&limit=1000&mve_filter=exclude"
+        );
+        let page = br#"{"markets":[{"ticker":"KXA-26-T1","event_ticker":"KXA-26","status":"initialized","close_time":"2026-06-25T16:00:00Z"}],"cursor":"abc="}"#;
+        registry.handle_discovery_page(1, page).unwrap();
+        assert_eq!(
+            registry.discovery_request().unwrap(),
+            "/markets?status=unopened&limit=1000&mve_filter=exclude&cursor=abc%3D"
+        );
+        assert!(matches!(
+            registry.handle_discovery_page(2, b"not json"),
+            Err(RegistryError::BadPage(_))
+        ));
+        assert_eq!(
+            registry.handle_discovery_page(2, page),
+            Err(RegistryError::CursorLoop("abc=".to_owned()))
+        );
+        assert!(!registry.discovery_running());
+        assert_eq!(registry.len(), 1);
+        assert_eq!(
+            registry.get("KXA-26-T1").unwrap().close_ts,
+            Some(1_782_403_200_000_000)
+        );
+    }
+
+    // Lifecycle frames (decoded by kalshi-wire): an event, then `created` adds the market with
+    // its event's series, `deactivated` updates it, `determined` removes it.
+    #[test]
+    fn lifecycle_updates() {
+        let mut registry = MarketRegistry::new(2, 1000, true);
+        let mut decoder = Decoder::default();
+        let mut apply = |registry: &mut MarketRegistry, frame: &str| {
+            let mut bytes = frame.as_bytes().to_vec();
+            let decoded = decoder.decode(&mut bytes).unwrap();
+            match decoded.record {
+                kalshi_wire::Record::MarketLifecycle(l) => {
+                    registry.apply_market_lifecycle(5, &l, decoded.aux)
+                }
+                kalshi_wire::Record::EventLifecycle(e) => {
+                    registry.apply_event_lifecycle(5, &e, decoded.aux)
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        apply(
+            &mut registry,
+            r#"{"type":"event_lifecycle","sid":5,"seq":8,"msg":{"event_ticker":"KXQ-26JAN25","title":"T","collateral_return_type":"MECNET","series_ticker":"KXQ"}}"#,
+        );
+        apply(
+            &mut registry,
+            r#"{"type":"market_lifecycle_v2","sid":5,"seq":9,"msg":{"market_ticker":"KXQ-26JAN25-B2","event_type":"created","open_ts":1769378400,"close_ts":1769379000,"additional_metadata":{"event_ticker":"KXQ-26JAN25","title":"Two?"}}}"#,
+        );
+        apply(
+            &mut registry,
+            r#"{"type":"market_lifecycle_v2","sid":5,"seq":10,"msg":{"market_ticker":"KXQ-26JAN25-B2","event_type":"deactivated","is_deactivated":true}}"#,
+        );
+        apply(
+            &mut registry,
+            r#"{"type":"market_lifecycle_v2","sid":5,"seq":11,"msg":{"market_ticker":"KXQ-26JAN25-B2","event_type":"determined","result":"yes","determination_ts":1769379100}}"#,
+        );
+        let deltas = drain(&mut registry);
+        assert_eq!(deltas.len(), 4, "{deltas:?}");
+        let MarketDelta::Event(event) = &deltas[0] else {
+            panic!()
+        };
+        assert_eq!(event.series_ticker.as_deref(), Some("KXQ"));
+        let MarketDelta::Added { shard, market } = &deltas[1] else {
+            panic!()
+        };
+        assert_eq!(*shard, shard_for("KXQ-26JAN25-B2", 2));
+        assert_eq!(market.series_ticker.as_deref(), Some("KXQ"));
+        assert_eq!(market.open_ts, Some(1_769_378_400_000_000));
+        let MarketDelta::Updated { market } = &deltas[2] else {
+            panic!()
+        };
+        assert_eq!(market.status, "inactive");
+        assert!(
+            matches!(&deltas[3], MarketDelta::Removed { status, .. } if status == "determined")
+        );
+        assert!(registry.is_empty());
+    }
+}

@@ -1418,3 +1418,172 @@ impl SubscriptionManager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kalshi_wire::Decoder;
+
+    fn manager() -> SubscriptionManager {
+        let config = SubsConfig {
+            channels: vec![Channel::OrderbookDelta],
+            markets_per_command: 2,
+            command_retries: 1,
+            response_timeout_us: 1_000_000,
+            ..SubsConfig::default()
+        };
+        SubscriptionManager::new(config, 0)
+    }
+
+    fn feed(manager: &mut SubscriptionManager, now: i64, frame: &str) -> Verdict {
+        let mut decoder = Decoder::default();
+        let mut bytes = frame.as_bytes().to_vec();
+        let decoded = decoder.decode(&mut bytes).unwrap();
+        manager.handle_frame(now, &decoded)
+    }
+
+    fn sent(manager: &mut SubscriptionManager, now: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut all = Vec::new();
+        while manager.poll_transmit(now, &mut out).is_some() {
+            all.push(String::from_utf8(out.clone()).unwrap());
+        }
+        all
+    }
+
+    fn actions(manager: &mut SubscriptionManager) -> Vec<Action> {
+        core::iter::from_fn(|| manager.poll_action()).collect()
+    }
+
+    fn tickers(names: &[&str]) -> Vec<Ticker> {
+        names.iter().map(|n| Ticker::new(n).unwrap()).collect()
+    }
+
+    // The command sequence: one subscribe per channel with the first batch and an explicit
+    // use_yes_price, add_markets batches after `subscribed`, control frames consuming seq,
+    // delete_markets on removal, and frames from an unknown sid dropped.
+    #[test]
+    fn commands_and_control_frames() {
+        let mut m = manager();
+        assert!(m.add_markets(&tickers(&["A", "B", "C"]), None).is_empty());
+        assert!(sent(&mut m, 0).is_empty(), "nothing before connected");
+        m.connected(0, None);
+        assert_eq!(
+            sent(&mut m, 0),
+            [
+                r#"{"id":1,"cmd":"subscribe","params":{"channels":["orderbook_delta"],"market_tickers":["A","B"],"use_yes_price":false}}"#
+            ]
+        );
+        assert_eq!(
+            feed(
+                &mut m,
+                1,
+                r#"{"type":"subscribed","id":1,"msg":{"channel":"orderbook_delta","sid":4}}"#
+            ),
+            Verdict::Control
+        );
+        assert_eq!(m.active_sid(Channel::OrderbookDelta), Some(4));
+        assert_eq!(
+            sent(&mut m, 1),
+            [
+                r#"{"id":2,"cmd":"update_subscription","params":{"sids":[4],"market_tickers":["C"],"action":"add_markets"}}"#
+            ]
+        );
+        let snapshot = r#"{"type":"orderbook_snapshot","sid":4,"seq":1,"msg":{"market_ticker":"A","market_id":"x"}}"#;
+        assert_eq!(
+            feed(&mut m, 2, snapshot),
+            Verdict::Deliver {
+                channel: Channel::OrderbookDelta,
+                use_yes_price: Some(false)
+            }
+        );
+        assert_eq!(
+            feed(&mut m, 2, snapshot),
+            Verdict::Drop(DropReason::StaleSeq)
+        );
+        assert_eq!(
+            feed(
+                &mut m,
+                2,
+                r#"{"type":"ok","id":2,"sid":4,"seq":2,"msg":{"market_tickers":["A","B","C"]}}"#
+            ),
+            Verdict::Control
+        );
+        assert!(m.is_fully_subscribed());
+        assert_eq!(
+            feed(
+                &mut m,
+                2,
+                r#"{"type":"orderbook_snapshot","sid":9,"seq":1,"msg":{"market_ticker":"A","market_id":"x"}}"#
+            ),
+            Verdict::Drop(DropReason::UnknownSid)
+        );
+        // seq 3 follows the ok's 2: no gap.
+        feed(
+            &mut m,
+            3,
+            r#"{"type":"orderbook_snapshot","sid":4,"seq":3,"msg":{"market_ticker":"C","market_id":"x"}}"#,
+        );
+        assert!(actions(&mut m).is_empty());
+        m.remove_markets(&tickers(&["B"]));
+        assert_eq!(
+            sent(&mut m, 3),
+            [
+                r#"{"id":3,"cmd":"update_subscription","params":{"sids":[4],"market_tickers":["B"],"action":"delete_markets"}}"#
+            ]
+        );
+        assert_eq!(m.stats().delivered, 2);
+        assert_eq!(m.stats().dropped_unknown_sid, 1);
+    }
+
+    // A parameter error is given up loudly and not retried; a rate-limit error is retried after
+    // a delay; a subscribe with no answer is retried, then a reconnect is asked for.
+    #[test]
+    fn error_codes_and_timeouts() {
+        let mut m = manager();
+        m.add_markets(&tickers(&["A", "B", "C"]), None);
+        m.connected(0, None);
+        assert_eq!(sent(&mut m, 0).len(), 1);
+        feed(
+            &mut m,
+            1,
+            r#"{"type":"error","id":1,"msg":{"code":11,"msg":"Invalid parameter"}}"#,
+        );
+        let rejected = actions(&mut m);
+        assert!(
+            matches!(&rejected[..], [Action::CommandRejected { code: 11, tickers, .. }] if tickers.len() == 2),
+            "{rejected:?}"
+        );
+        // The rejected markets stay out; the next subscribe carries only C.
+        let next = sent(&mut m, 1);
+        assert_eq!(next.len(), 1);
+        assert!(next[0].contains(r#""market_tickers":["C"]"#), "{next:?}");
+        feed(
+            &mut m,
+            2,
+            r#"{"type":"error","id":2,"msg":{"code":27,"msg":"Too many requests"}}"#,
+        );
+        assert!(sent(&mut m, 2).is_empty(), "retried only after the delay");
+        assert_eq!(m.poll_timeout(2), Some(2_000_002));
+        assert_eq!(sent(&mut m, 2_000_002).len(), 1);
+        // No answer to the retry: retries are used up, so a reconnect is asked for.
+        m.handle_timeout(3_000_002);
+        let reconnect = actions(&mut m);
+        assert!(
+            matches!(&reconnect[..], [Action::Reconnect(_)]),
+            "{reconnect:?}"
+        );
+        assert_eq!(m.stats().rate_limited, 1);
+        assert_eq!(m.stats().command_timeouts, 1);
+        // An error that belongs to nothing is reported for the log.
+        feed(
+            &mut m,
+            4,
+            r#"{"type":"error","msg":{"code":1,"msg":"Unable to process message"}}"#,
+        );
+        assert!(matches!(
+            &actions(&mut m)[..],
+            [Action::ServerError { code: 1, .. }]
+        ));
+    }
+}

@@ -221,10 +221,8 @@ impl Harness {
                             manager.request_snapshot(&d.ticker);
                         }
                     }
-                    Record::Trade(t) => {
-                        if !ws_trades.insert(t.trade_id.as_str().to_owned()) {
-                            *ws_trade_duplicates += 1;
-                        }
+                    Record::Trade(t) if !ws_trades.insert(t.trade_id.as_str().to_owned()) => {
+                        *ws_trade_duplicates += 1;
                     }
                     Record::MarketLifecycle(l) => {
                         registry.apply_market_lifecycle(*now, &l, decoded.aux)
