@@ -12,7 +12,7 @@
 //! then sleeps in short steps.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     /// Cleared when the writer thread exits, for whatever reason.
     pub(crate) running: AtomicBool,
+    /// Rows in batches appended to the spool since start: acknowledged rows.
+    pub(crate) rows_spooled: AtomicU64,
 }
 
 /// The queues of one producer.

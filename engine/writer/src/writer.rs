@@ -241,6 +241,8 @@ impl Writer {
                 recovery.batches, recovery.rows, recovery.segments
             );
         }
+        metrics.spool_batches.set(spool.pending().len() as i64);
+        metrics.spool_bytes.set(spool.bytes() as i64);
         let shared = Arc::new(Shared::default());
         shared.running.store(true, Ordering::Release);
         let rings: Vec<Arc<RingSet>> = (0..config.producers)
@@ -317,6 +319,14 @@ impl Writer {
     #[must_use]
     pub fn recovery(&self) -> &SpoolRecovery {
         &self.recovery
+    }
+
+    /// Rows acknowledged since start: rows of batches appended to the spool. Each of them is
+    /// committed exactly once, whatever happens to the database or this process (see the crate
+    /// documentation for the precise guarantee).
+    #[must_use]
+    pub fn rows_spooled(&self) -> u64 {
+        self.shared.rows_spooled.load(Ordering::Acquire)
     }
 
     /// Whether the writer thread is running.
@@ -863,6 +873,9 @@ impl WriterCore {
             return Ok(());
         }
         self.next_id = id + 1;
+        self.shared
+            .rows_spooled
+            .fetch_add(self.open_rows as u64, Ordering::Release);
         std::mem::swap(&mut self.open, &mut self.mem);
         self.open.clear();
         self.open_rows = 0;
