@@ -31,8 +31,9 @@ pub enum WriteMode {
     IgnoreDuplicates,
 }
 
-/// Writer settings. [`WriterConfig::new`] gives the defaults; see each field.
-#[derive(Clone, Debug)]
+/// Writer settings. [`WriterConfig::new`] gives the defaults; see each field. Its `Debug`
+/// output shows the database as `user@host:port/db`, never the password.
+#[derive(Clone)]
 pub struct WriterConfig {
     /// libpq URL or key=value string of the database. It may hold a password; it is never
     /// logged (only `user@host:port/db`).
@@ -73,6 +74,25 @@ pub struct WriterConfig {
     pub shutdown_timeout: Duration,
     /// How long the writer sleeps when there is nothing to do. Default 1 ms.
     pub idle_sleep: Duration,
+}
+
+impl std::fmt::Debug for WriterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterConfig")
+            .field("database", &describe_target(&self.database_url))
+            .field("writer_id", &self.writer_id)
+            .field("spool", &self.spool)
+            .field("producers", &self.producers)
+            .field("ring_capacity", &self.ring_capacity)
+            .field("batch_rows_max", &self.batch_rows_max)
+            .field("batch_bytes_max", &self.batch_bytes_max)
+            .field("batch_age_max", &self.batch_age_max)
+            .field("mode", &self.mode)
+            .field("core", &self.core)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("lock_timeout", &self.lock_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WriterConfig {
