@@ -23,7 +23,7 @@
 //!
 //! # Recovery
 //!
-//! [`Spool::open`] reads every segment and checks every record. At the first record that is
+//! Opening the spool (at [`crate::Writer::start`]) reads every segment and checks every record. At the first record that is
 //! incomplete (a crash mid-append), has a bad magic, an impossible length, a CRC mismatch or a
 //! payload that does not parse, it truncates the segment there, keeps the intact records before
 //! it, and reports the cut in [`SpoolRecovery::problems`]. A torn tail is the normal result of a
@@ -97,7 +97,7 @@ pub struct SpoolProblem {
     pub reason: String,
 }
 
-/// What [`Spool::open`] found.
+/// What opening the spool found (see [`crate::Writer::recovery`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpoolRecovery {
     /// Segments found.
