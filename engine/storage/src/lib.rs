@@ -250,6 +250,20 @@ pub const MIGRATIONS: &[Migration] = &[
         role: Some(Role::Production),
         flavor: None,
     },
+    Migration {
+        version: 5,
+        name: "writer_gatherer",
+        sql: include_str!("../../../sql/0005_writer_gatherer.sql"),
+        role: Some(Role::Gatherer),
+        flavor: None,
+    },
+    Migration {
+        version: 5,
+        name: "writer_production",
+        sql: include_str!("../../../sql/0005_writer_production.sql"),
+        role: Some(Role::Production),
+        flavor: None,
+    },
 ];
 
 /// The migrations that make up a database of `role` and `flavor`, in order.
@@ -843,7 +857,7 @@ mod tests {
                     .iter()
                     .map(|m| m.version)
                     .collect();
-                assert_eq!(versions, vec![1, 2, 3, 4], "{role} {flavor}");
+                assert_eq!(versions, vec![1, 2, 3, 4, 5], "{role} {flavor}");
             }
         }
         let names: Vec<&str> = migrations_for(Role::Production, StorageFlavor::Native)
@@ -852,7 +866,13 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["core", "timeseries_native", "views_comments", "production"]
+            [
+                "core",
+                "timeseries_native",
+                "views_comments",
+                "production",
+                "writer_production"
+            ]
         );
     }
 

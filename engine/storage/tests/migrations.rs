@@ -23,14 +23,20 @@ fn gatherer_migrations_apply_twice() {
     let names: Vec<&str> = first.applied.iter().map(|m| m.name).collect();
     assert_eq!(
         names,
-        ["core", "timeseries_native", "views_comments", "gatherer"]
+        [
+            "core",
+            "timeseries_native",
+            "views_comments",
+            "gatherer",
+            "writer_gatherer"
+        ]
     );
     assert!(first.already_applied.is_empty());
     assert!(!first.partition_changes.is_empty());
 
     let second = migrated(&pg, "kalshi", &MigrateOptions::gatherer());
     assert!(second.applied.is_empty(), "{second:?}");
-    assert_eq!(second.already_applied, [1, 2, 3, 4]);
+    assert_eq!(second.already_applied, [1, 2, 3, 4, 5]);
     assert!(second.partition_changes.is_empty(), "{second:?}");
 
     let mut c = client(&pg, "kalshi");
@@ -40,7 +46,7 @@ fn gatherer_migrations_apply_twice() {
             &[],
         )
         .unwrap();
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 5);
     for row in rows {
         let (version, name, sum): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
         let m = kalshi_storage::MIGRATIONS
@@ -75,7 +81,7 @@ fn gatherer_migrations_apply_twice() {
 fn production_migrations_apply_twice_with_unique_keys() {
     let pg = cluster();
     let first = migrated(&pg, "kalshi", &MigrateOptions::production());
-    assert_eq!(first.applied.last().unwrap().name, "production");
+    assert_eq!(first.applied.last().unwrap().name, "writer_production");
     let second = migrated(&pg, "kalshi", &MigrateOptions::production());
     assert!(second.applied.is_empty() && second.partition_changes.is_empty());
 
@@ -143,7 +149,7 @@ fn concurrent_runners_apply_each_version_once() {
         .flat_map(|h| h.join().unwrap().applied.into_iter().map(|m| m.version))
         .collect();
     versions.sort_unstable();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
 }
 
 // Checks that an edited migration is caught: after tampering with the recorded checksum of
