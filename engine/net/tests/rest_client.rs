@@ -1,5 +1,7 @@
 //! The REST client against a loopback server that answers canned HTTP responses.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::thread;

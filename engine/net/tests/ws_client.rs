@@ -1,5 +1,7 @@
 //! The WebSocket client against a real tungstenite server on a loopback socket.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
+
 use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;

@@ -1,0 +1,3 @@
+//! The deduplicator service: merges the gatherers' databases into the production archive.
+
+fn main() {}

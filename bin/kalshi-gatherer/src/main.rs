@@ -1,0 +1,3 @@
+//! The gatherer service: captures every open Kalshi market into the local database.
+
+fn main() {}
