@@ -76,8 +76,11 @@
 #![recursion_limit = "256"]
 
 pub mod book;
+pub mod clock;
 pub mod exchange;
+pub mod heartbeat;
 pub mod price;
+pub mod rate;
 pub mod rest;
 pub mod session;
 
@@ -86,6 +89,9 @@ pub use exchange::{
     Event, EventPayload, Exchange, ExchangeConfig, ExchangeEvent, FinalBook, LifecycleChange,
     Market, MarketStatus, Series, TickerState, TradeRow,
 };
+pub use clock::VirtualClock;
+pub use heartbeat::{HEARTBEAT_PAYLOAD, Heartbeat, HeartbeatAction};
 pub use price::{ONE_DOLLAR_E6, PriceLevelStructure};
+pub use rate::RateLimiter;
 pub use rest::{RestResponse, route};
 pub use session::{Channel, FrameKind, Outbound, ProtocolError, Session, SessionConfig};
