@@ -94,4 +94,7 @@ pub use heartbeat::{HEARTBEAT_PAYLOAD, Heartbeat, HeartbeatAction};
 pub use price::{ONE_DOLLAR_E6, PriceLevelStructure};
 pub use rate::RateLimiter;
 pub use rest::{RestResponse, route};
-pub use session::{Channel, FrameKind, Outbound, ProtocolError, Session, SessionConfig};
+pub use session::{
+    Channel, FrameKind, MarketSource, Outbound, ProtocolError, Session, SessionConfig,
+    SubscriptionView,
+};
