@@ -79,18 +79,23 @@ pub mod book;
 pub mod clock;
 pub mod exchange;
 pub mod heartbeat;
+pub mod load;
 pub mod price;
 pub mod rate;
 pub mod rest;
 pub mod session;
 
 pub use book::{Book, TopOfBook};
+pub use clock::VirtualClock;
 pub use exchange::{
     Event, EventPayload, Exchange, ExchangeConfig, ExchangeEvent, FinalBook, LifecycleChange,
     Market, MarketStatus, Series, TickerState, TradeRow,
 };
-pub use clock::VirtualClock;
 pub use heartbeat::{HEARTBEAT_PAYLOAD, Heartbeat, HeartbeatAction};
+pub use load::{
+    LoadConfig, LoadError, LoadEvent, LoadEventKind, LoadGen, LoadMix, LoadRoute, Pacer, Rendered,
+    TruthDigest,
+};
 pub use price::{ONE_DOLLAR_E6, PriceLevelStructure};
 pub use rate::RateLimiter;
 pub use rest::{RestResponse, route};

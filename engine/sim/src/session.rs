@@ -30,8 +30,7 @@ pub trait MarketSource {
 
     /// A `ticker` record with `ticker`'s current values (`send_initial_snapshot`); `None` for
     /// an unknown ticker. `aux` is cleared first.
-    fn current_ticker_record(&self, ticker: &str, header: Header, aux: &mut Aux)
-    -> Option<Record>;
+    fn current_ticker_record(&self, ticker: &str, header: Header, aux: &mut Aux) -> Option<Record>;
 }
 
 impl MarketSource for Exchange {
@@ -45,12 +44,7 @@ impl MarketSource for Exchange {
         Exchange::snapshot_record(self, ticker, header, use_yes_price, aux)
     }
 
-    fn current_ticker_record(
-        &self,
-        ticker: &str,
-        header: Header,
-        aux: &mut Aux,
-    ) -> Option<Record> {
+    fn current_ticker_record(&self, ticker: &str, header: Header, aux: &mut Aux) -> Option<Record> {
         aux.clear();
         Exchange::current_ticker_record(self, ticker, header)
     }
