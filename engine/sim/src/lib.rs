@@ -98,7 +98,7 @@ pub use load::{
 };
 pub use price::{ONE_DOLLAR_E6, PriceLevelStructure};
 pub use rate::RateLimiter;
-pub use rest::{RestResponse, route};
+pub use rest::{AuthFailure, RestResponse, route, route_load, too_many_requests, unauthorized};
 pub use session::{
     Channel, FrameKind, MarketSource, Outbound, ProtocolError, Session, SessionConfig,
     SubscriptionView,

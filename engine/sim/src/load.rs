@@ -67,6 +67,7 @@ use kalshi_wire::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::book::TopOfBook;
 use crate::exchange::TickerState;
 use crate::price::{ONE_DOLLAR_E6, PriceLevelStructure};
 use crate::session::{Channel, FrameKind, MarketSource, Session};
@@ -307,6 +308,25 @@ impl LoadMarket {
     }
 }
 
+/// A load market's current state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadMarketState {
+    /// Top of book in the YES view.
+    pub top: TopOfBook,
+    /// Last trade YES price (0 before any trade).
+    pub last_price_e6: i64,
+    /// Volume, hundredths.
+    pub volume_e2: i64,
+    /// Open interest, hundredths.
+    pub open_interest_e2: i64,
+    /// Deltas applied so far.
+    pub market_seq: u64,
+    /// YES levels ascending.
+    pub yes: Vec<Level>,
+    /// NO levels ascending, NO-leg price.
+    pub no: Vec<Level>,
+}
+
 /// A market's truth at the end of a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadMarketSummary {
@@ -419,7 +439,11 @@ pub struct LoadGen {
 }
 
 impl LoadGen {
-    /// Builds the universe (tickers, ids, seeded initial books). Refuses out-of-range configs.
+    /// Builds the universe (tickers, ids, seeded initial books).
+    ///
+    /// # Errors
+    /// [`LoadError`] naming the out-of-range field: `markets`, `levels_per_side`,
+    /// `rate_per_sec` or an all-zero `mix`.
     pub fn new(config: LoadConfig) -> Result<Self, LoadError> {
         if config.markets == 0 || config.markets > MAX_LOAD_MARKETS {
             return Err(LoadError::Markets(config.markets));
@@ -545,6 +569,28 @@ impl LoadGen {
     #[must_use]
     pub fn market_index(&self, ticker: &str) -> Option<usize> {
         self.by_ticker.get(ticker).map(|i| *i as usize)
+    }
+
+    /// Market `index`'s current state (top of book, tallies, levels); `None` when out of
+    /// range.
+    #[must_use]
+    pub fn market_state(&self, index: usize) -> Option<LoadMarketState> {
+        let m = self.markets.get(index)?;
+        let state = m.ticker_state();
+        Some(LoadMarketState {
+            top: TopOfBook {
+                yes_bid_e6: state.yes_bid_e6,
+                yes_bid_size_e2: state.yes_bid_size_e2,
+                yes_ask_e6: state.yes_ask_e6,
+                yes_ask_size_e2: state.yes_ask_size_e2,
+            },
+            last_price_e6: m.last_price_e6,
+            volume_e2: m.volume_e2,
+            open_interest_e2: m.open_interest_e2,
+            market_seq: m.market_seq,
+            yes: m.levels(0),
+            no: m.levels(1),
+        })
     }
 
     /// Events generated so far.
