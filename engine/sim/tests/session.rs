@@ -570,3 +570,61 @@ fn more_errors_and_faults() {
     assert!(session.fault_channel_error(2).is_none());
     assert!(!session.subscriptions().iter().any(|(sid, _)| *sid == 2));
 }
+
+// Untrusted input: mutated and random command texts never panic, and every reply decodes.
+#[test]
+fn garbage_commands_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let exchange = exchange();
+    let load = kalshi_sim_core::LoadGen::new(kalshi_sim_core::LoadConfig {
+        markets: 5,
+        ..kalshi_sim_core::LoadConfig::default()
+    })
+    .unwrap();
+    let t = tickers(&exchange, 2);
+    let seeds = [
+        format!(
+            r#"{{"id":1,"cmd":"subscribe","params":{{"channels":["orderbook_delta","ticker"],"market_tickers":["{}","{}"],"use_yes_price":true,"send_initial_snapshot":true}}}}"#,
+            t[0], t[1]
+        ),
+        r#"{"id":2,"cmd":"update_subscription","params":{"sids":[1],"market_tickers":["A"],"action":"get_snapshot"}}"#.to_owned(),
+        r#"{"id":3,"cmd":"unsubscribe","params":{"sids":[1,2,3]}}"#.to_owned(),
+        r#"{"id":4,"cmd":"list_subscriptions"}"#.to_owned(),
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(77);
+    let alphabet = br#"{}[]":,0123456789-.eE truefalsnul\ abcdefghijklmnopqrstuvwxyz_"#;
+    let mut session = Session::new(SessionConfig {
+        commands_per_second: 0,
+        ..SessionConfig::default()
+    });
+    for round in 0..20_000 {
+        let mut text = seeds[round % seeds.len()].clone().into_bytes();
+        for _ in 0..rng.random_range(0..4) {
+            let at = rng.random_range(0..text.len());
+            match rng.random_range(0..3) {
+                0 => text[at] = alphabet[rng.random_range(0..alphabet.len())],
+                1 => {
+                    text.remove(at);
+                }
+                _ => text.insert(at, alphabet[rng.random_range(0..alphabet.len())]),
+            }
+        }
+        let replies = if round % 2 == 0 {
+            session.handle_command(START_US, &text, &exchange)
+        } else {
+            session.handle_command_on(START_US, &text, &load)
+        };
+        decode(&replies);
+    }
+    for target in [
+        "",
+        "/",
+        "?",
+        "/markets?limit=-5&cursor=%zz",
+        "/markets/%/orderbook?depth=-1",
+        "/markets/trades?min_ts=99999999999999999999",
+    ] {
+        let _ = kalshi_sim_core::route(&exchange, "GET", target);
+        let _ = kalshi_sim_core::route_load(&load, "GET", target);
+    }
+}
