@@ -125,7 +125,10 @@ fn close_and_reset() {
     client.until(|f| f["id"] == id);
     sim.control(&format!("/close?peer={}&reset=true", client.local));
     match client.until_end() {
-        End::Reset(why) => assert!(why.contains("without closing handshake") || why.contains("reset"), "{why}"),
+        End::Reset(why) => assert!(
+            why.contains("without closing handshake") || why.contains("reset"),
+            "{why}"
+        ),
         End::Closed(why) => panic!("expected a reset, got a close frame {why:?}"),
     }
     // Unknown connections are named in a 404.
@@ -163,7 +166,10 @@ fn buffer_overflow() {
     sim.control(&format!("/overflow?peer={}&sid={sid}", client.local));
     let error = client.until(|f| f["type"] == "error");
     assert_eq!(error["sid"], sid);
-    assert_eq!(error["msg"], json!({"code": 25, "msg": "Subscription buffer overflow"}));
+    assert_eq!(
+        error["msg"],
+        json!({"code": 25, "msg": "Subscription buffer overflow"})
+    );
     check_seq(&client.log);
     let id = client.command("list_subscriptions", None);
     let list = client.until(|f| f["id"] == id);
@@ -199,7 +205,10 @@ fn pause_and_resume() {
         serde_json::from_str::<Value>(&body).unwrap(),
         json!({"exchange_active": false, "trading_active": false})
     );
-    let (status, _) = sim.ws_with(&[]).map(|_| (101, String::new())).unwrap_or_else(|e| e);
+    let (status, _) = sim
+        .ws_with(&[])
+        .map(|_| (101, String::new()))
+        .unwrap_or_else(|e| e);
     assert_eq!(status, 503);
     sim.control("/resume");
     let (_, body) = sim.get("/trade-api/v2/exchange/status");
@@ -217,7 +226,10 @@ fn pause_and_resume() {
 fn reject_auth() {
     let sim = sim("");
     sim.control("/reject-auth?on=true");
-    let (status, body) = sim.ws_with(&[]).map(|_| (101, String::new())).unwrap_or_else(|e| e);
+    let (status, body) = sim
+        .ws_with(&[])
+        .map(|_| (101, String::new()))
+        .unwrap_or_else(|e| e);
     assert_eq!(status, 401);
     assert_eq!(
         body,
@@ -257,7 +269,10 @@ fn dump_books() {
     let sim = sim("");
     let (status, body) = common::http(&sim.control, "POST", "/dump-books", &[]);
     assert_eq!(status, 200);
-    let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let markets = sim.stats()["markets"].as_u64().unwrap() as usize;
     assert!(!lines.is_empty() && lines.len() <= markets);
     for line in &lines {

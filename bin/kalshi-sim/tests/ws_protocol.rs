@@ -72,7 +72,10 @@ fn subscriptions_and_seq() {
         let f = client.until(|f| f["type"] == "subscribed");
         assert_eq!(f["id"], id);
         assert!(f.get("sid").is_none() && f.get("seq").is_none(), "{f}");
-        subscribed.push((f["msg"]["channel"].as_str().unwrap().to_owned(), f["msg"]["sid"].as_u64().unwrap()));
+        subscribed.push((
+            f["msg"]["channel"].as_str().unwrap().to_owned(),
+            f["msg"]["sid"].as_u64().unwrap(),
+        ));
     }
     let channels: Vec<&str> = subscribed.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(channels, ["orderbook_delta", "trade", "ticker"]);
@@ -82,7 +85,13 @@ fn subscriptions_and_seq() {
 
     // The first two sequenced frames on the orderbook sid are the snapshots of a and b (they
     // may already have arrived between the `subscribed` frames).
-    while client.on_sid(ob).iter().filter(|f| f["seq"].is_u64()).count() < 2 {
+    while client
+        .on_sid(ob)
+        .iter()
+        .filter(|f| f["seq"].is_u64())
+        .count()
+        < 2
+    {
         client.next().unwrap();
     }
     let sequenced: Vec<Value> = client
@@ -92,8 +101,14 @@ fn subscriptions_and_seq() {
         .cloned()
         .collect();
     let (first, second) = (&sequenced[0], &sequenced[1]);
-    assert_eq!((first["type"].as_str(), first["seq"].as_u64()), (Some("orderbook_snapshot"), Some(1)));
-    assert_eq!((second["type"].as_str(), second["seq"].as_u64()), (Some("orderbook_snapshot"), Some(2)));
+    assert_eq!(
+        (first["type"].as_str(), first["seq"].as_u64()),
+        (Some("orderbook_snapshot"), Some(1))
+    );
+    assert_eq!(
+        (second["type"].as_str(), second["seq"].as_u64()),
+        (Some("orderbook_snapshot"), Some(2))
+    );
     assert_eq!(first["msg"]["market_ticker"], a.as_str());
     assert_eq!(second["msg"]["market_ticker"], b.as_str());
     assert!(first.get("id").is_none(), "a subscribe snapshot has no id");
@@ -104,12 +119,19 @@ fn subscriptions_and_seq() {
         Some(json!({"channels": ["orderbook_delta"], "market_tickers": [b, c]})),
     );
     let ok = client.until(|f| f["id"] == id);
-    assert_eq!(ok["type"], "ok", "repeat subscribe is idempotent, never error 6: {ok}");
+    assert_eq!(
+        ok["type"], "ok",
+        "repeat subscribe is idempotent, never error 6: {ok}"
+    );
     assert_eq!(ok["sid"], ob);
     assert_eq!(ok["msg"]["market_tickers"], json!([a, b, c]));
     let snap = client.until(|f| sid_of(f) == Some(ob) && f["seq"].is_u64());
     assert_eq!(snap["type"], "orderbook_snapshot");
-    assert_eq!(snap["msg"]["market_ticker"], c.as_str(), "only the new market is snapshotted");
+    assert_eq!(
+        snap["msg"]["market_ticker"],
+        c.as_str(),
+        "only the new market is snapshotted"
+    );
     assert_eq!(snap["seq"].as_u64(), ok["seq"].as_u64().map(|s| s + 1));
 
     // add_markets d: ok with the full list, then d's snapshot on the same sid.
@@ -118,7 +140,10 @@ fn subscriptions_and_seq() {
         Some(json!({"sid": ob, "action": "add_markets", "market_tickers": [d]})),
     );
     let ok = client.until(|f| f["id"] == id);
-    assert_eq!((ok["type"].as_str(), ok["sid"].as_u64()), (Some("ok"), Some(ob)));
+    assert_eq!(
+        (ok["type"].as_str(), ok["sid"].as_u64()),
+        (Some("ok"), Some(ob))
+    );
     assert_eq!(ok["msg"]["market_tickers"], json!([a, b, c, d]));
     let snap = client.until(|f| sid_of(f) == Some(ob) && f["seq"].is_u64());
     assert_eq!(snap["msg"]["market_ticker"], d.as_str());
@@ -173,7 +198,10 @@ fn subscriptions_and_seq() {
                     vec![b, c, d]
                 };
                 assert!(allowed.contains(&t), "delta for {t} at {index}");
-                assert!(f["msg"]["ts"].is_string() && f["msg"]["ts_ms"].is_u64(), "{f}");
+                assert!(
+                    f["msg"]["ts"].is_string() && f["msg"]["ts_ms"].is_u64(),
+                    "{f}"
+                );
             }
             Some("error") => panic!("unexpected error {f}"),
             _ => {}
@@ -195,9 +223,21 @@ fn error_codes() {
         assert_eq!(f["msg"]["msg"], spec_message(code), "{f}");
     };
     expect(&mut client, json!({"id": 1, "cmd": "subscribe"}), 2);
-    expect(&mut client, json!({"id": 2, "cmd": "subscribe", "params": {}}), 3);
-    expect(&mut client, json!({"id": 3, "cmd": "frobnicate", "params": {}}), 5);
-    expect(&mut client, json!({"id": 4, "cmd": "unsubscribe", "params": {"sids": [99]}}), 7);
+    expect(
+        &mut client,
+        json!({"id": 2, "cmd": "subscribe", "params": {}}),
+        3,
+    );
+    expect(
+        &mut client,
+        json!({"id": 3, "cmd": "frobnicate", "params": {}}),
+        5,
+    );
+    expect(
+        &mut client,
+        json!({"id": 4, "cmd": "unsubscribe", "params": {"sids": [99]}}),
+        7,
+    );
     expect(
         &mut client,
         json!({"id": 5, "cmd": "subscribe", "params": {"channels": ["ticker_v2"]}}),
@@ -240,7 +280,9 @@ fn error_codes() {
 fn command_rate_limit() {
     let sim = sim("[session]\ncommands_per_second = 1\ncommand_burst = 2\n");
     let mut client = sim.ws();
-    let ids: Vec<u64> = (0..10).map(|_| client.command("list_subscriptions", None)).collect();
+    let ids: Vec<u64> = (0..10)
+        .map(|_| client.command("list_subscriptions", None))
+        .collect();
     let mut limited = 0;
     for id in ids {
         let f = client.until(|f| f["id"] == id);
@@ -262,7 +304,9 @@ fn firehose() {
     let sim = sim("");
     let mut client = sim.ws();
     client.command("subscribe", Some(json!({"channels": ["trade"]})));
-    let sid = client.until(|f| f["type"] == "subscribed")["msg"]["sid"].as_u64().unwrap();
+    let sid = client.until(|f| f["type"] == "subscribed")["msg"]["sid"]
+        .as_u64()
+        .unwrap();
     let mut markets = std::collections::BTreeSet::new();
     while markets.len() < 3 {
         let f = client.until(|f| f["type"] == "trade");
@@ -271,7 +315,15 @@ fn firehose() {
         let yes = common::fixed(msg["yes_price_dollars"].as_str().unwrap(), 4);
         let no = common::fixed(msg["no_price_dollars"].as_str().unwrap(), 4);
         assert_eq!(yes + no, 10_000, "yes + no = 1: {f}");
-        for key in ["trade_id", "count_fp", "taker_side", "taker_outcome_side", "taker_book_side", "ts", "ts_ms"] {
+        for key in [
+            "trade_id",
+            "count_fp",
+            "taker_side",
+            "taker_outcome_side",
+            "taker_book_side",
+            "ts",
+            "ts_ms",
+        ] {
             assert!(msg.get(key).is_some(), "trade without {key}: {f}");
         }
         markets.insert(msg["market_ticker"].as_str().unwrap().to_owned());
@@ -302,10 +354,19 @@ fn missed_pongs_close() {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw);
-    assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{text}");
-    assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{text}"
+    );
     // Ping frames: opcode 0x9 (FIN set: 0x89), 9-byte payload "heartbeat".
-    assert!(raw.windows(11).any(|w| w == b"\x89\x09heartbeat"), "no ping in {text}");
+    assert!(
+        raw.windows(11).any(|w| w == b"\x89\x09heartbeat"),
+        "no ping in {text}"
+    );
     // Close frame: 0x88, then the status code and reason.
     let close = raw.iter().position(|b| *b == 0x88).expect("no close frame");
     assert!(String::from_utf8_lossy(&raw[close..]).contains("too many unanswered pings"));

@@ -25,10 +25,8 @@ static DIRS: AtomicU64 = AtomicU64::new(0);
 /// A fresh temporary directory for this test process.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let n = DIRS.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!(
-        "kalshi-sim-test-{}-{tag}-{n}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("kalshi-sim-test-{}-{tag}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -62,8 +60,14 @@ impl Sim {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let ready: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("no ready line ({e}): {line:?}"));
+        let ready: Value = match serde_json::from_str(&line) {
+            Ok(ready) => ready,
+            Err(e) => {
+                let _ = child.wait();
+                let stderr = stderr.join().unwrap_or_default();
+                panic!("no ready line ({e}): {line:?}; stderr: {stderr}");
+            }
+        };
         Sim {
             child,
             listen: ready["listen"].as_str().unwrap().to_owned(),
@@ -142,7 +146,8 @@ impl Drop for Sim {
 pub fn http(addr: &str, method: &str, target: &str, headers: &[(&str, String)]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -183,12 +188,10 @@ pub fn connect_ws(listen: &str, headers: &[(&str, String)]) -> Result<Client, (u
         .into_client_request()
         .unwrap();
     for (name, value) in headers {
-        request
-            .headers_mut()
-            .insert(
-                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
+        request.headers_mut().insert(
+            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
     }
     match tungstenite::client(request, stream) {
         Ok((ws, _)) => Ok(Client::new(ws, local)),
@@ -292,7 +295,9 @@ impl<S: Read + Write> Client<S> {
     /// Reads until `pred` matches a frame; returns it.
     pub fn until(&mut self, mut pred: impl FnMut(&Value) -> bool) -> Value {
         loop {
-            let frame = self.next().unwrap_or_else(|e| panic!("connection ended: {e:?}"));
+            let frame = self
+                .next()
+                .unwrap_or_else(|e| panic!("connection ended: {e:?}"));
             if pred(&frame) {
                 return frame;
             }
@@ -330,7 +335,12 @@ pub fn check_seq(log: &[Value]) -> std::collections::BTreeMap<u64, u64> {
     for frame in log {
         if let (Some(sid), Some(seq)) = (frame["sid"].as_u64(), frame["seq"].as_u64()) {
             let expected = last.get(&sid).copied().unwrap_or(0) + 1;
-            assert_eq!(seq, expected, "sid {sid}: seq {seq} after {}: {frame}", expected - 1);
+            assert_eq!(
+                seq,
+                expected,
+                "sid {sid}: seq {seq} after {}: {frame}",
+                expected - 1
+            );
             last.insert(sid, seq);
         }
     }
