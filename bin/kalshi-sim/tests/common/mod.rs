@@ -1,6 +1,6 @@
 //! Shared test helpers: start the real `kalshi-sim` binary on free loopback ports, talk to it
 //! with a plain tungstenite client and raw HTTP.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
