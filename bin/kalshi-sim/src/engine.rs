@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use kalshi_sim_core::load::{LoadGen, LoadRoute, Pacer};
 use kalshi_sim_core::{Exchange, Outbound, RestResponse, Session, SessionConfig, VirtualClock};
 use serde_json::{Value, json};
 
@@ -268,7 +269,41 @@ pub enum EngineMsg {
 struct Conn {
     link: ConnLink,
     session: Session,
+    /// Load mode: this connection's routing table and the frames rendered for it this turn.
+    route: LoadRoute,
+    buf: Vec<u8>,
+    ends: Vec<u32>,
 }
+
+/// Load mode state: the generator and its pacer.
+pub struct LoadMode {
+    /// The event generator (also the market source for commands and REST).
+    pub source: LoadGen,
+    /// Target events per second.
+    pub rate: u64,
+    pacer: Option<Pacer>,
+    /// Events generated while paced.
+    generated: u64,
+    /// Whether the pacer is running (someone is subscribed).
+    pacing: bool,
+}
+
+impl LoadMode {
+    /// Load mode over `gen` at `rate` events per second.
+    #[must_use]
+    pub fn new(source: LoadGen, rate: u64) -> Self {
+        Self {
+            source,
+            rate,
+            pacer: None,
+            generated: 0,
+            pacing: false,
+        }
+    }
+}
+
+/// Most load events generated per turn of the loop (bounds one batch per connection).
+const LOAD_EVENTS_PER_TURN: u64 = 1024;
 
 /// Settings of the exchange thread.
 #[derive(Debug)]
@@ -302,6 +337,8 @@ pub struct Engine {
     /// Scheduled faults, sorted by time, with their absolute exchange time.
     schedule: Vec<(i64, FaultSpec)>,
     scratch: Vec<Outbound>,
+    load: Option<LoadMode>,
+    epoch: Instant,
 }
 
 fn log(message: &str) {
@@ -337,12 +374,32 @@ impl Engine {
             truth,
             schedule,
             scratch: Vec::new(),
+            load: None,
+            epoch: Instant::now(),
         })
+    }
+
+    /// Switches to load mode: frames come from `load` instead of the market model (which
+    /// stays idle), commands and REST are answered from the load universe.
+    #[must_use]
+    pub fn with_load(mut self, load: LoadMode) -> Self {
+        self.load = Some(load);
+        self
+    }
+
+    /// Virtual time for session command buckets in load mode.
+    fn load_now_us(&self) -> i64 {
+        self.settings.start_us + self.epoch.elapsed().as_micros() as i64
     }
 
     /// Runs until stopped (SIGINT/SIGTERM through [`Shared::stopping`], the end of the
     /// configured duration, or every sender gone). Writes the final books before returning.
     pub fn run(mut self, rx: &Receiver<EngineMsg>) {
+        if self.load.is_some() {
+            self.run_load(rx);
+            self.finish();
+            return;
+        }
         let wall_start = Instant::now();
         let speed = if self.settings.speed > 0.0 {
             self.settings.speed
@@ -378,6 +435,111 @@ impl Engine {
             }
         }
         self.finish();
+    }
+
+    /// The load-mode loop: while some connection is subscribed to load markets (and the
+    /// exchange is not paused), generate the events the pacer grants, render each into every
+    /// subscribed connection's batch, and queue the batches; serve messages in between.
+    fn run_load(&mut self, rx: &Receiver<EngineMsg>) {
+        let duration = Duration::from_micros(self.settings.duration_us.max(0) as u64);
+        let started = Instant::now();
+        let mut truth_line = Vec::with_capacity(512);
+        loop {
+            if self.settings.duration_us > 0 && started.elapsed() >= duration {
+                self.shared.stopping.store(true, Ordering::SeqCst);
+            }
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let Some(load) = self.load.as_mut() else {
+                return;
+            };
+            let active =
+                !self.exchange.is_paused() && self.conns.values().any(|c| c.route.is_active());
+            // Backpressure: while any subscribed connection's queue is over half full, generate
+            // nothing (the pacer keeps the backlog); the achieved rate then shows what the
+            // slowest client can take. A load-mode benchmark measures throughput, it does not
+            // disconnect its client.
+            let backed_up = self.conns.values().any(|c| {
+                c.route.is_active()
+                    && c.link.tx.len() * 2 >= c.link.tx.capacity().unwrap_or(usize::MAX)
+            });
+            let mut due = 0;
+            if active && !backed_up {
+                let now = self.epoch.elapsed().as_micros() as i64;
+                let pacer = load.pacer.get_or_insert_with(|| Pacer::new(load.rate));
+                load.pacing = true;
+                due = pacer.take_due(now, LOAD_EVENTS_PER_TURN);
+                for _ in 0..due {
+                    let event = load.source.next_event();
+                    if let Some(truth) = &mut self.truth {
+                        truth_line.clear();
+                        load.source.write_truth_line(&event, &mut truth_line);
+                        if truth.write_all(&truth_line).is_err() {
+                            log("truth log write failed, stopping the log");
+                            self.truth = None;
+                        }
+                    }
+                    for conn in self.conns.values_mut() {
+                        let start = conn.buf.len();
+                        if let Some(rendered) = conn.route.render(
+                            &load.source,
+                            &event,
+                            &mut conn.session,
+                            &mut conn.buf,
+                        ) {
+                            conn.ends.push(conn.buf.len() as u32);
+                            if rendered.duplicate {
+                                conn.buf.extend_from_within(start..);
+                                conn.ends.push(conn.buf.len() as u32);
+                            }
+                        }
+                    }
+                }
+                load.generated += due;
+                let ids: Vec<u64> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| !c.ends.is_empty())
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    let Some(conn) = self.conns.get_mut(&id) else {
+                        continue;
+                    };
+                    let batch = Batch {
+                        bytes: Bytes::from(core::mem::replace(
+                            &mut conn.buf,
+                            Vec::with_capacity(64 * 1024),
+                        )),
+                        ends: core::mem::take(&mut conn.ends),
+                    };
+                    self.send(id, Out::Frames(batch));
+                }
+            } else if !active {
+                // Nobody listening: pacing restarts when someone subscribes.
+                load.pacer = None;
+                load.pacing = false;
+            }
+            if due > 0 {
+                // Serve what is waiting without sleeping, then generate more.
+                for _ in 0..64 {
+                    match rx.try_recv() {
+                        Ok(msg) => self.handle(msg),
+                        Err(_) => break,
+                    }
+                }
+                continue;
+            }
+            if let Some(truth) = &mut self.truth {
+                let _ = truth.flush();
+            }
+            match rx.recv_timeout(Duration::from_millis(1)) {
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
     }
 
     /// One grid instant: due scheduled faults, the step, delivery, truth log.
@@ -506,15 +668,30 @@ impl Engine {
                     Conn {
                         link,
                         session: Session::new(self.settings.session.clone()),
+                        route: LoadRoute::new(),
+                        buf: Vec::new(),
+                        ends: Vec::new(),
                     },
                 );
             }
             EngineMsg::Text { conn, text } => {
-                let now = self.exchange.now_us().max(self.settings.start_us);
-                let Some(c) = self.conns.get_mut(&conn) else {
-                    return;
+                let frames = if let Some(load) = &self.load {
+                    let now = self.load_now_us();
+                    let Some(c) = self.conns.get_mut(&conn) else {
+                        return;
+                    };
+                    let frames = c.session.handle_command_on(now, &text, &load.source);
+                    c.route.refresh(&load.source, &c.session);
+                    frames
+                } else {
+                    let now = self.exchange.now_us().max(self.settings.start_us);
+                    let Some(c) = self.conns.get_mut(&conn) else {
+                        return;
+                    };
+                    c.session.handle_command(now, &text, &self.exchange)
                 };
-                let frames = c.session.handle_command(now, &text, &self.exchange);
+                // Frames rendered by load mode this turn go out before the command's answer.
+                self.flush_load_batch(conn);
                 self.send_frames(conn, &frames);
             }
             EngineMsg::Closed { conn } => {
@@ -525,13 +702,32 @@ impl Engine {
                 target,
                 reply,
             } => {
-                let _ = reply.send(kalshi_sim_core::route(&self.exchange, &method, &target));
+                let response = match &self.load {
+                    Some(load) => kalshi_sim_core::route_load(&load.source, &method, &target),
+                    None => kalshi_sim_core::route(&self.exchange, &method, &target),
+                };
+                let _ = reply.send(response);
             }
             EngineMsg::Control { cmd, reply } => {
                 let answer = self.control(cmd);
                 let _ = reply.send(answer);
             }
         }
+    }
+
+    /// Sends a connection's pending load frames (none outside load mode).
+    fn flush_load_batch(&mut self, id: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.ends.is_empty() {
+            return;
+        }
+        let batch = Batch {
+            bytes: Bytes::from(core::mem::take(&mut conn.buf)),
+            ends: core::mem::take(&mut conn.ends),
+        };
+        self.send(id, Out::Frames(batch));
     }
 
     fn targets(&self, target: Target) -> Result<Vec<u64>, (u16, Vec<u8>)> {
@@ -649,7 +845,10 @@ impl Engine {
             }
             ControlCmd::DumpBooks => {
                 let mut books = Vec::new();
-                self.exchange.write_final_books(&mut books);
+                match &self.load {
+                    Some(load) => load.source.write_summary(&mut books),
+                    None => self.exchange.write_final_books(&mut books),
+                }
                 if let Some(path) = &self.settings.final_books
                     && let Err(e) = std::fs::write(path, &books)
                 {
@@ -683,7 +882,15 @@ impl Engine {
             })
             .collect();
         let s = &self.shared;
+        let load = self.load.as_ref().map(|l| {
+            json!({
+                "target_rate": l.rate,
+                "events": l.generated,
+                "pacing": l.pacing,
+            })
+        });
         json!({
+            "load": load,
             "connections": connections,
             "exchange_time_us": self.exchange.now_us(),
             "ticks": self.clock.ticks_taken(),
@@ -711,7 +918,10 @@ impl Engine {
         }
         if let Some(path) = &self.settings.final_books {
             let mut books = Vec::new();
-            self.exchange.write_final_books(&mut books);
+            match &self.load {
+                Some(load) => load.source.write_summary(&mut books),
+                None => self.exchange.write_final_books(&mut books),
+            }
             match std::fs::write(path, &books) {
                 Ok(()) => log(&format!(
                     "final books of {} markets written to {}",

@@ -129,6 +129,19 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
                 .display()
         )
     })?;
+    let engine = if config.load.rate > 0 {
+        let load = kalshi_sim_core::load::LoadGen::new(kalshi_sim_core::load::LoadConfig {
+            seed: config.seed,
+            markets: config.load.markets,
+            rate_per_sec: config.load.rate,
+            start_us,
+            ..kalshi_sim_core::load::LoadConfig::default()
+        })
+        .map_err(|e| anyhow::anyhow!("load: {e}"))?;
+        engine.with_load(engine::LoadMode::new(load, config.load.rate))
+    } else {
+        engine
+    };
     let (engine_tx, engine_rx) = crossbeam_channel::bounded(ENGINE_INBOX);
     let engine_thread = std::thread::Builder::new()
         .name("exchange".into())
@@ -143,7 +156,12 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         shared: Arc::clone(&shared),
         auth,
         limits: limits.clone(),
-        queue_batches: config.server.outbound_queue_batches,
+        // Load batches hold up to 1024 frames: keep the queue's worst case near 100 MB.
+        queue_batches: if config.load.rate > 0 {
+            config.server.outbound_queue_batches.min(256)
+        } else {
+            config.server.outbound_queue_batches
+        },
         heartbeat_us: (config.server.heartbeat_secs * 1e6) as i64,
         missed_pongs_max: config.server.missed_pongs_max,
         rest_bucket: (
