@@ -753,7 +753,7 @@ impl Engine {
                             *id,
                             Out::Close {
                                 reset,
-                                reason: "closed by the control endpoint",
+                                reason: "closed by fault injection",
                             },
                         );
                         self.conns.remove(id);

@@ -117,7 +117,7 @@ fn close_and_reset() {
     sim.control(&format!("/close?peer={local}"));
     assert_eq!(
         client.until_end(),
-        End::Closed("closed by the control endpoint".into())
+        End::Closed("closed by fault injection".into())
     );
 
     let mut client = sim.ws();
@@ -300,4 +300,23 @@ fn find_books(sim: &Sim) -> std::path::PathBuf {
         .map(|i| std::path::PathBuf::from(&args[i + 1]))
         .unwrap();
     config.with_file_name("books.jsonl")
+}
+
+// Scheduled faults from the config file happen at their exchange time: a skip on sid 1 shows
+// as one seq jump of 2, then close_all closes the connection with a close frame.
+#[test]
+fn scheduled_faults() {
+    let sim = sim(
+        "[[faults]]\nat_secs = 3.0\naction = \"skip_seq\"\nsid = 1\n[[faults]]\nat_secs = 4.0\naction = \"close_all\"\n",
+    );
+    let (mut client, sid) = subscribed(&sim);
+    assert_eq!(sid, 1);
+    assert_eq!(
+        client.until_end(),
+        End::Closed("closed by fault injection".into())
+    );
+    let all = seqs(&client, sid);
+    let steps: Vec<u64> = all.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(steps.iter().filter(|s| **s == 2).count(), 1, "{all:?}");
+    assert!(steps.iter().all(|s| *s == 1 || *s == 2));
 }
