@@ -182,8 +182,18 @@ fn keygen(kind: Kind, private: &std::path::Path, public: &std::path::Path) -> an
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain; no backtrace.
+            eprintln!("kalshi-sim: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Keygen {
         kind,
         private,
