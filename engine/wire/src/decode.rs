@@ -155,7 +155,18 @@ impl Decoder {
         use_yes_price: Option<bool>,
     ) -> Result<Decoded<'_>, DecodeError> {
         self.stats.frames += 1;
-        let record = self.decode_record(frame);
+        if frame.len() <= self.config.frame_bytes_max
+            && let Some(record) = crate::fast::decode(frame)
+        {
+            self.aux.clear();
+            self.stats.fast_path += 1;
+            return Ok(Decoded {
+                record,
+                aux: &self.aux,
+                use_yes_price,
+            });
+        }
+        let record = self.with_tape(frame, |walker| walker.frame());
         self.finish(record, use_yes_price)
     }
 
@@ -251,17 +262,6 @@ impl Decoder {
             Ok(result) => result,
             Err(error) => Err(json_error(&error, input)),
         }
-    }
-
-    fn decode_record(&mut self, frame: &mut [u8]) -> Result<Record, DecodeError> {
-        if frame.len() <= self.config.frame_bytes_max
-            && let Some(record) = crate::fast::decode(frame)
-        {
-            self.aux.clear();
-            self.stats.fast_path += 1;
-            return Ok(record);
-        }
-        self.with_tape(frame, |walker| walker.frame())
     }
 }
 

@@ -43,6 +43,7 @@ const DIGITS_MAX: u32 = 18;
 
 /// Decodes `frame` when it is a delta, trade or ticker frame in the plain current format;
 /// `None` means "not handled here: use the simd-json path". The frame is only read.
+#[inline(always)]
 pub(crate) fn decode(frame: &[u8]) -> Option<Record> {
     let mut cursor = Cursor {
         bytes: frame,
@@ -101,7 +102,7 @@ pub(crate) fn decode(frame: &[u8]) -> Option<Record> {
 }
 
 /// The envelope keys after `type`, in Kalshi's order.
-const ENVELOPE_KEYS: [&[u8]; 3] = [b"\"sid\":", b"\"seq\":", b"\"msg\":"];
+const ENVELOPE_KEYS: [Key; 3] = [key(b"\"sid\":"), key(b"\"seq\":"), key(b"\"msg\":")];
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -118,7 +119,7 @@ struct Cursor<'f> {
 
 impl<'f> Cursor<'f> {
     /// The next byte, consumed.
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         let byte = *self.bytes.get(self.at)?;
         self.at += 1;
@@ -126,7 +127,7 @@ impl<'f> Cursor<'f> {
     }
 
     /// Consumes `byte` when it is next.
-    #[inline]
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> bool {
         let found = self.bytes.get(self.at) == Some(&byte);
         self.at += usize::from(found);
@@ -134,7 +135,7 @@ impl<'f> Cursor<'f> {
     }
 
     /// Consumes `text` when it comes next; otherwise consumes nothing.
-    #[inline]
+    #[inline(always)]
     fn literal(&mut self, text: &[u8]) -> Option<()> {
         let end = self.at + text.len();
         if self.bytes.get(self.at..end)? == text {
@@ -145,53 +146,131 @@ impl<'f> Cursor<'f> {
         }
     }
 
-    /// Consumes one ASCII digit and returns its value.
-    #[inline]
-    fn digit(&mut self) -> Option<i64> {
-        let value = self.bytes.get(self.at)?.wrapping_sub(b'0');
-        if value < 10 {
-            self.at += 1;
-            Some(i64::from(value))
-        } else {
-            None
+    /// Consumes the run of ASCII digits at the cursor and returns its value and length, or
+    /// `None` when the run is longer than `max` (at most 19, so the value fits a `u64`).
+    #[inline(always)]
+    fn digits(&mut self, max: u32) -> Option<(u64, u32)> {
+        debug_assert!(max <= 19);
+        let (mut value, mut count) = (0u64, 0u32);
+        loop {
+            let Some(chunk) = self.bytes.get(self.at..self.at + 8) else {
+                return self.digits_tail(value, count, max);
+            };
+            let (run, run_value) = eight_digits(u64::from_le_bytes(chunk.try_into().ok()?));
+            count += run;
+            if count > max {
+                return None;
+            }
+            // value < 10^(count - run), so the result is below 10^count <= 10^19 < 2^64.
+            value = value * POW10_U64.get(run as usize)? + run_value;
+            self.at += run as usize;
+            if run < 8 {
+                return Some((value, count));
+            }
         }
+    }
+
+    /// [`Cursor::digits`] over the last few bytes of the frame, one at a time.
+    #[cold]
+    fn digits_tail(&mut self, mut value: u64, mut count: u32, max: u32) -> Option<(u64, u32)> {
+        while let Some(digit) = self.bytes.get(self.at).and_then(|b| {
+            let d = b.wrapping_sub(b'0');
+            (d < 10).then_some(d)
+        }) {
+            count += 1;
+            if count > max {
+                return None;
+            }
+            value = value * 10 + u64::from(digit);
+            self.at += 1;
+        }
+        Some((value, count))
+    }
+
+    /// The run of digits of a JSON integer's magnitude (`0|[1-9][0-9]*`, at most `max`
+    /// digits). A leading zero followed by more digits is not JSON: `None`.
+    #[inline(always)]
+    fn magnitude(&mut self, max: u32) -> Option<u64> {
+        let first = *self.bytes.get(self.at)?;
+        let (value, count) = self.digits(max)?;
+        if count == 0 || (first == b'0' && count > 1) {
+            return None;
+        }
+        Some(value)
     }
 
     /// A key with its quotes and colon: the index of `keys` it is, trying `keys[expected]`
     /// first. `None` for a key not in `keys`.
-    #[inline]
-    fn key(&mut self, keys: &[&[u8]], expected: usize) -> Option<usize> {
+    #[inline(always)]
+    fn key(&mut self, keys: &[Key], expected: usize) -> Option<usize> {
         if let Some(key) = keys.get(expected)
-            && self.literal(key).is_some()
+            && self.key_here(key)
         {
+            self.at += key.text.len();
             return Some(expected);
         }
         self.key_lookup(keys)
     }
 
+    /// Whether `key` comes next, compared eight bytes at a time.
+    #[inline(always)]
+    fn key_here(&self, key: &Key) -> bool {
+        let mut at = self.at;
+        for (word, mask) in key.words.iter().zip(&key.masks) {
+            if *mask == 0 {
+                break;
+            }
+            let Some(chunk) = self.bytes.get(at..at + 8) else {
+                return self.bytes.get(self.at..self.at + key.text.len()) == Some(key.text);
+            };
+            let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+                return false;
+            };
+            if u64::from_le_bytes(chunk) & mask != *word {
+                return false;
+            }
+            at += 8;
+        }
+        true
+    }
+
     /// A key out of the usual order, looked up among `keys`.
     #[cold]
-    fn key_lookup(&mut self, keys: &[&[u8]]) -> Option<usize> {
+    fn key_lookup(&mut self, keys: &[Key]) -> Option<usize> {
         let index = keys.iter().position(|key| {
             self.bytes
-                .get(self.at..self.at + key.len())
-                .is_some_and(|text| text == *key)
+                .get(self.at..self.at + key.text.len())
+                .is_some_and(|text| text == key.text)
         })?;
-        self.at += keys.get(index)?.len();
+        self.at += keys.get(index)?.text.len();
         Some(index)
     }
 
     /// A JSON string of printable ASCII without escapes; returns its content.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<&'f [u8]> {
         if !self.eat(b'"') {
             return None;
         }
-        let rest = self.bytes.get(self.at..)?;
-        for (offset, &byte) in rest.iter().enumerate() {
+        let start = self.at;
+        let rest = self.bytes.get(start..)?;
+        // Eight bytes at a time while they are all plain.
+        let mut offset = 0;
+        while let Some(chunk) = rest.get(offset..offset + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().ok()?);
+            let special = special_bytes(word);
+            if special != 0 {
+                // The lowest flagged byte is a true hit (see `special_bytes`).
+                offset += (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+            offset += 8;
+        }
+        for (index, &byte) in rest.get(offset..)?.iter().enumerate() {
             if byte == b'"' {
-                self.at += offset + 1;
-                return rest.get(..offset);
+                let end = offset + index;
+                self.at = start + end + 1;
+                return rest.get(..end);
             }
             if !(0x20..0x80).contains(&byte) || byte == b'\\' {
                 return None;
@@ -203,96 +282,72 @@ impl<'f> Cursor<'f> {
     /// A quoted plain decimal (`"-?[0-9]+(\.[0-9]+)?"`) in units of `10^-scale`, exactly as
     /// [`fixed::parse_decimal`] converts it; `None` when it would not convert, or has more than
     /// [`DIGITS_MAX`] digits in the unit.
-    #[inline]
+    #[inline(always)]
     fn decimal(&mut self, scale: u32) -> Option<i64> {
         if !self.eat(b'"') {
             return None;
         }
         let negative = self.eat(b'-');
-        let mut value = self.digit()?;
-        let mut digits = 1 + scale;
-        while let Some(digit) = self.digit() {
-            digits += 1;
-            if digits > DIGITS_MAX {
+        let (integer, integer_digits) = self.digits(DIGITS_MAX - scale)?;
+        if integer_digits == 0 {
+            return None;
+        }
+        let unit = *POW10_U64.get(scale as usize)?;
+        let mut value = integer * unit;
+        if self.eat(b'.') {
+            let (fraction, fraction_digits) = self.digits(DIGITS_MAX)?;
+            if fraction_digits == 0 {
                 return None;
             }
-            value = value * 10 + digit;
-        }
-        let mut fraction = 0;
-        if self.eat(b'.') {
-            let mut any = false;
-            while let Some(digit) = self.digit() {
-                any = true;
-                if fraction < scale {
-                    value = value * 10 + digit;
-                    fraction += 1;
-                } else if digit != 0 {
+            value += if fraction_digits <= scale {
+                fraction * POW10_U64.get((scale - fraction_digits) as usize)?
+            } else {
+                // Digits beyond the unit's precision must all be zeros.
+                let excess = *POW10_U64.get((fraction_digits - scale) as usize)?;
+                if fraction % excess != 0 {
                     return None;
                 }
-            }
-            if !any {
-                return None;
-            }
+                fraction / excess
+            };
         }
         if !self.eat(b'"') {
             return None;
         }
-        value *= fixed::pow10(scale - fraction);
+        // value < 10^18: integer < 10^(18 - scale) and the fraction < 10^scale.
+        let value = i64::try_from(value).ok()?;
         Some(if negative { -value } else { value })
     }
 
     /// A price in dollars as micro-dollars; `None` also when negative.
-    #[inline]
+    #[inline(always)]
     fn dollars(&mut self) -> Option<i64> {
         self.decimal(PRICE_SCALE).filter(|v| *v >= 0)
     }
 
     /// A contract count in hundredths; `None` also when negative.
-    #[inline]
+    #[inline(always)]
     fn size(&mut self) -> Option<i64> {
         self.decimal(COUNT_SCALE).filter(|v| *v >= 0)
     }
 
     /// A JSON integer (`-?(0|[1-9][0-9]*)`, at most [`DIGITS_MAX`] digits). The caller checks
-    /// what follows (`,` or `}`), which also refuses a fraction, an exponent or a leading zero.
-    #[inline]
+    /// what follows (`,` or `}`), which also refuses a fraction or an exponent.
+    #[inline(always)]
     fn integer(&mut self) -> Option<i64> {
         let negative = self.eat(b'-');
-        let mut value = self.digit()?;
-        if value != 0 {
-            let mut digits = 1;
-            while let Some(digit) = self.digit() {
-                digits += 1;
-                if digits > DIGITS_MAX {
-                    return None;
-                }
-                value = value * 10 + digit;
-            }
-        }
+        let value = i64::try_from(self.magnitude(DIGITS_MAX)?).ok()?;
         Some(if negative { -value } else { value })
     }
 
     /// A positive JSON integer (an id or sequence number) of at most 19 digits, which always
     /// fits a `u64`.
-    #[inline]
+    #[inline(always)]
     fn positive(&mut self) -> Option<NonZeroU64> {
-        let first = self.digit()?;
-        let mut value = first.unsigned_abs();
-        if first != 0 {
-            let mut digits = 1;
-            while let Some(digit) = self.digit() {
-                digits += 1;
-                if digits > 19 {
-                    return None;
-                }
-                value = value * 10 + digit.unsigned_abs();
-            }
-        }
-        NonZeroU64::new(value)
+        NonZeroU64::new(self.magnitude(19)?)
     }
 
     /// `"yes"` or `"no"`.
-    #[inline]
+    #[inline(always)]
     fn side(&mut self) -> Option<Side> {
         if self.literal(b"\"yes\"").is_some() {
             Some(Side::Yes)
@@ -304,7 +359,7 @@ impl<'f> Cursor<'f> {
     }
 
     /// `"bid"` or `"ask"`.
-    #[inline]
+    #[inline(always)]
     fn book_side(&mut self) -> Option<BookSide> {
         if self.literal(b"\"bid\"").is_some() {
             Some(BookSide::Bid)
@@ -316,7 +371,7 @@ impl<'f> Cursor<'f> {
     }
 
     /// `true` or `false`.
-    #[inline]
+    #[inline(always)]
     fn boolean(&mut self) -> Option<bool> {
         if self.literal(b"true").is_some() {
             Some(true)
@@ -327,21 +382,79 @@ impl<'f> Cursor<'f> {
         }
     }
 
-    /// A quoted RFC 3339 timestamp in µs.
-    #[inline]
+    /// A quoted RFC 3339 timestamp in µs, as [`fixed::parse_rfc3339_us`] converts it.
+    #[inline(always)]
     fn rfc3339(&mut self) -> Option<i64> {
+        let start = self.at;
+        if let Some(micros) = self.rfc3339_utc() {
+            return Some(micros);
+        }
+        self.at = start;
         fixed::parse_rfc3339_us(self.string()?).ok()
     }
 
+    /// The shape Kalshi sends, `"YYYY-MM-DDTHH:MM:SS[.fraction]Z"`, read at fixed offsets;
+    /// `None` for any other shape (the caller then uses the general parser) or an invalid date.
+    #[inline(always)]
+    fn rfc3339_utc(&mut self) -> Option<i64> {
+        let head: [u8; 20] = self.bytes.get(self.at..self.at + 20)?.try_into().ok()?;
+        let two = |high: u8, low: u8| {
+            let (high, low) = (high.wrapping_sub(b'0'), low.wrapping_sub(b'0'));
+            (high < 10 && low < 10).then(|| i64::from(high * 10 + low))
+        };
+        if head[0] != b'"'
+            || head[5] != b'-'
+            || head[8] != b'-'
+            || head[11] != b'T'
+            || head[14] != b':'
+            || head[17] != b':'
+        {
+            return None;
+        }
+        let year = two(head[1], head[2])? * 100 + two(head[3], head[4])?;
+        let month = two(head[6], head[7])? as u32;
+        let day = two(head[9], head[10])? as u32;
+        let hour = two(head[12], head[13])?;
+        let minute = two(head[15], head[16])?;
+        let second = two(head[18], head[19])?;
+        if !(1..=12).contains(&month)
+            || day == 0
+            || day > fixed::days_in_month(year, month)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            return None;
+        }
+        self.at += 20;
+        let mut micros = 0;
+        if self.eat(b'.') {
+            let (fraction, digits) = self.digits(DIGITS_MAX)?;
+            if digits == 0 {
+                return None;
+            }
+            // Digits finer than a microsecond are truncated, as the general parser does.
+            micros = if digits <= 6 {
+                fraction * POW10_U64.get(6 - digits as usize)?
+            } else {
+                fraction / POW10_U64.get(digits as usize - 6)?
+            };
+        }
+        self.literal(b"Z\"")?;
+        let days = fixed::days_from_civil(year, month, day);
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+        Some(seconds * MICROS_PER_SECOND + i64::try_from(micros).ok()?)
+    }
+
     /// An inline identifier: a string within the capacity.
-    #[inline]
+    #[inline(always)]
     fn inline<const N: usize>(&mut self) -> Option<InlineStr<N>> {
         InlineStr::from_ascii(self.string()?)
     }
 
     /// After a value: `true` when another field follows (`,`), `false` at the end of the
     /// object (`}`); `None` for anything else.
-    #[inline]
+    #[inline(always)]
     fn more(&mut self) -> Option<bool> {
         match self.next()? {
             b',' => Some(true),
@@ -351,10 +464,85 @@ impl<'f> Cursor<'f> {
     }
 }
 
+/// A key with its quotes and colon (`"side":`), also as up to three little-endian words and
+/// masks, to compare eight bytes at a time.
+struct Key {
+    text: &'static [u8],
+    words: [u64; 3],
+    masks: [u64; 3],
+}
+
+/// Builds a [`Key`] at compile time; `text` is at most 24 bytes.
+const fn key(text: &'static [u8]) -> Key {
+    assert!(!text.is_empty() && text.len() <= 24);
+    let mut words = [0u64; 3];
+    let mut masks = [0u64; 3];
+    let mut index = 0;
+    while index < text.len() {
+        let shift = 8 * (index % 8);
+        words[index / 8] |= (text[index] as u64) << shift;
+        masks[index / 8] |= 0xFF << shift;
+        index += 1;
+    }
+    Key { text, words, masks }
+}
+
+/// `10^n` for `n` in `0..=19`.
+const POW10_U64: [u64; 20] = {
+    let mut table = [1u64; 20];
+    let mut n = 1;
+    while n < 20 {
+        table[n] = table[n - 1] * 10;
+        n += 1;
+    }
+    table
+};
+
+/// The leading ASCII digits of `word` (eight frame bytes, the first in the lowest byte): how
+/// many there are (0 to 8), and their value.
+#[inline(always)]
+const fn eight_digits(word: u64) -> (u32, u64) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // A byte is a digit when its high nibble is 3 and adding 6 keeps it so (low nibble <= 9).
+    // Carries from adding 6 to a byte >= 0xFA, and from the flag computation below, only
+    // corrupt bytes above a non-digit, so the lowest flag is exact.
+    let high = (word & (ONES * 0xF0)) ^ (ONES * 0x30);
+    let low = (word.wrapping_add(ONES * 0x06) & (ONES * 0xF0)) ^ (ONES * 0x30);
+    let not_digit = high | low;
+    let flags = (not_digit.wrapping_add(ONES * 0x7F) | not_digit) & (ONES * 0x80);
+    let count = flags.trailing_zeros() / 8;
+    if count == 0 {
+        return (0, 0);
+    }
+    // The digits' values, moved to the top bytes so that the bytes before them read as zeros,
+    // then combined pairwise: 8 x 1 digit -> 4 x 2 -> 2 x 4 -> 1 x 8.
+    let mut value = (word & (ONES * 0x0F)) << (64 - 8 * count);
+    value = (value.wrapping_mul(10).wrapping_add(value >> 8)) & 0x00FF_00FF_00FF_00FF;
+    value = (value.wrapping_mul(100).wrapping_add(value >> 16)) & 0x0000_FFFF_0000_FFFF;
+    value = (value.wrapping_mul(10_000).wrapping_add(value >> 32)) & 0xFFFF_FFFF;
+    (count, value)
+}
+
+/// Flags (with bit 7 of the byte) the bytes of `word` that end or disqualify a plain string:
+/// `"`, `\\`, a control byte below 0x20, or a byte of 0x80 or above. A flag may also be set on a
+/// plain byte, but only above (at a higher address than) a byte that is truly special, since
+/// false flags come from a borrow out of a special byte; so the lowest flag is always a true one.
+#[inline(always)]
+const fn special_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = word ^ (ONES * b'"' as u64);
+    let backslash = word ^ (ONES * b'\\' as u64);
+    let quote_zero = quote.wrapping_sub(ONES) & !quote;
+    let backslash_zero = backslash.wrapping_sub(ONES) & !backslash;
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    (quote_zero | backslash_zero | control | word) & HIGH
+}
+
 /// The exchange time, as `decode::resolve_time` picks it when every present candidate is valid:
 /// the precise form when it agrees with the coarser one, else `ts_ms`, else `ts` seconds.
 /// `None` when that would overflow (the slow path reports it).
-#[inline]
+#[inline(always)]
 fn resolve_time(
     precise: Option<i64>,
     millis: Option<i64>,
@@ -376,7 +564,7 @@ fn resolve_time(
 }
 
 /// Marks key `index` as seen; `None` when it was already.
-#[inline]
+#[inline(always)]
 fn first_time(seen: &mut u32, index: usize) -> Option<()> {
     let bit = 1u32.checked_shl(index as u32)?;
     if *seen & bit != 0 {
@@ -387,14 +575,14 @@ fn first_time(seen: &mut u32, index: usize) -> Option<()> {
 }
 
 /// The keys of a current-format delta `msg`, in Kalshi's order.
-const DELTA_KEYS: [&[u8]; 7] = [
-    b"\"market_ticker\":",
-    b"\"market_id\":",
-    b"\"price_dollars\":",
-    b"\"delta_fp\":",
-    b"\"side\":",
-    b"\"ts\":",
-    b"\"ts_ms\":",
+const DELTA_KEYS: [Key; 7] = [
+    key(b"\"market_ticker\":"),
+    key(b"\"market_id\":"),
+    key(b"\"price_dollars\":"),
+    key(b"\"delta_fp\":"),
+    key(b"\"side\":"),
+    key(b"\"ts\":"),
+    key(b"\"ts_ms\":"),
 ];
 
 /// The `msg` object of an `orderbook_delta`, after its `{`.
@@ -433,18 +621,18 @@ fn delta(cursor: &mut Cursor<'_>) -> Option<Delta> {
 }
 
 /// The keys of a current-format trade `msg`, in Kalshi's order.
-const TRADE_KEYS: [&[u8]; 11] = [
-    b"\"trade_id\":",
-    b"\"market_ticker\":",
-    b"\"yes_price_dollars\":",
-    b"\"no_price_dollars\":",
-    b"\"count_fp\":",
-    b"\"taker_side\":",
-    b"\"taker_outcome_side\":",
-    b"\"taker_book_side\":",
-    b"\"is_block_trade\":",
-    b"\"ts\":",
-    b"\"ts_ms\":",
+const TRADE_KEYS: [Key; 11] = [
+    key(b"\"trade_id\":"),
+    key(b"\"market_ticker\":"),
+    key(b"\"yes_price_dollars\":"),
+    key(b"\"no_price_dollars\":"),
+    key(b"\"count_fp\":"),
+    key(b"\"taker_side\":"),
+    key(b"\"taker_outcome_side\":"),
+    key(b"\"taker_book_side\":"),
+    key(b"\"is_block_trade\":"),
+    key(b"\"ts\":"),
+    key(b"\"ts_ms\":"),
 ];
 
 /// The `msg` object of a `trade`, after its `{`.
@@ -501,22 +689,22 @@ fn trade(cursor: &mut Cursor<'_>) -> Option<Trade> {
 }
 
 /// The keys of a current-format ticker `msg`, in Kalshi's order.
-const TICKER_KEYS: [&[u8]; 15] = [
-    b"\"market_id\":",
-    b"\"market_ticker\":",
-    b"\"price_dollars\":",
-    b"\"yes_bid_dollars\":",
-    b"\"yes_ask_dollars\":",
-    b"\"volume_fp\":",
-    b"\"open_interest_fp\":",
-    b"\"dollar_volume\":",
-    b"\"dollar_open_interest\":",
-    b"\"yes_bid_size_fp\":",
-    b"\"yes_ask_size_fp\":",
-    b"\"last_trade_size_fp\":",
-    b"\"ts\":",
-    b"\"ts_ms\":",
-    b"\"time\":",
+const TICKER_KEYS: [Key; 15] = [
+    key(b"\"market_id\":"),
+    key(b"\"market_ticker\":"),
+    key(b"\"price_dollars\":"),
+    key(b"\"yes_bid_dollars\":"),
+    key(b"\"yes_ask_dollars\":"),
+    key(b"\"volume_fp\":"),
+    key(b"\"open_interest_fp\":"),
+    key(b"\"dollar_volume\":"),
+    key(b"\"dollar_open_interest\":"),
+    key(b"\"yes_bid_size_fp\":"),
+    key(b"\"yes_ask_size_fp\":"),
+    key(b"\"last_trade_size_fp\":"),
+    key(b"\"ts\":"),
+    key(b"\"ts_ms\":"),
+    key(b"\"time\":"),
 ];
 
 /// The `msg` object of a `ticker`, after its `{`.
@@ -576,7 +764,7 @@ fn ticker(cursor: &mut Cursor<'_>) -> Option<TickerUpdate> {
 }
 
 /// A JSON integer of whole dollars, as micro-dollars.
-#[inline]
+#[inline(always)]
 fn whole_dollars(cursor: &mut Cursor<'_>) -> Option<i64> {
     cursor.integer()?.checked_mul(fixed::pow10(PRICE_SCALE))
 }
@@ -649,13 +837,127 @@ mod tests {
         );
     }
 
+    // The eight-byte scan flags exactly the bytes that end or disqualify a string, at least at
+    // the lowest flagged position, for every byte value in every lane.
+    #[test]
+    fn special_bytes_lowest_flag_is_exact() {
+        let special = |b: u8| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b);
+        for lane in 0..8 {
+            for byte in 0..=255u8 {
+                for filler in [b'a', b'"', 0, 0xff, b'0'] {
+                    let mut bytes = [b'K'; 8];
+                    bytes[lane] = byte;
+                    for slot in bytes.iter_mut().skip(lane + 1) {
+                        *slot = filler;
+                    }
+                    let flags = special_bytes(u64::from_le_bytes(bytes));
+                    let first = bytes.iter().position(|b| special(*b));
+                    let lowest = (flags != 0).then(|| (flags.trailing_zeros() / 8) as usize);
+                    assert_eq!(lowest, first, "{bytes:?}");
+                }
+            }
+        }
+    }
+
+    // The eight-digit scan agrees with a byte-at-a-time reference on words mixing digits with
+    // the bytes around the digit range and bytes that carry.
+    #[test]
+    fn eight_digits_agrees_with_bytewise() {
+        let alphabet = [
+            b'0',
+            b'1',
+            b'5',
+            b'9',
+            b'/',
+            b':',
+            b'"',
+            b'.',
+            b'-',
+            0,
+            0x39 + 6,
+            0xF9,
+            0xFA,
+            0xFF,
+            0x80,
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut bytes = [0u8; 8];
+            let digits_first = (state >> 60) as usize % 9;
+            for (index, slot) in bytes.iter_mut().enumerate() {
+                let pick = ((state >> (index * 4)) & 0xF) as usize;
+                *slot = if index < digits_first {
+                    b'0' + (pick % 10) as u8
+                } else {
+                    alphabet[pick % alphabet.len()]
+                };
+            }
+            let count = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+            let value = bytes[..count]
+                .iter()
+                .fold(0u64, |v, b| v * 10 + u64::from(b - b'0'));
+            assert_eq!(
+                eight_digits(u64::from_le_bytes(bytes)),
+                (count as u32, value),
+                "{bytes:?}"
+            );
+        }
+    }
+
+    // The fixed-layout timestamp reader agrees with the general parser, and hands every other
+    // shape to it.
+    #[test]
+    fn rfc3339_agrees_with_the_general_parser() {
+        for text in [
+            "2026-08-27T13:56:23.996443Z",
+            "2026-06-11T06:29:47.42784Z",
+            "2025-08-12T21:00:32.539836022Z",
+            "2022-11-22T20:44:01Z",
+            "2022-11-22T22:44:01+02:00",
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999999Z",
+            "2024-02-29T00:00:00Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.9999999999999999999999Z",
+            "2025-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:00:60Z",
+            "2026-01-01t00:00:00z",
+            "2026-01-01 00:00:00Z",
+            "2026-01-01T00:00:00",
+            "2026-01-01T00:00:00.Z",
+            "2026-01-01T00:00:00Zjunk",
+            "2026-01-01",
+            "",
+        ] {
+            let quoted = format!("\"{text}\"");
+            let mut cursor = Cursor {
+                bytes: quoted.as_bytes(),
+                at: 0,
+            };
+            let fast = cursor.rfc3339().filter(|_| cursor.at == quoted.len());
+            assert_eq!(
+                fast,
+                fixed::parse_rfc3339_us(text.as_bytes()).ok(),
+                "{text}"
+            );
+        }
+    }
+
     // Integers: JSON grammar, at most 18 digits, and the caller sees what follows.
     #[test]
     fn integers() {
         let cases: &[(&str, Option<i64>, usize)] = &[
             ("0", Some(0), 1),
             ("-0", Some(0), 2),
-            ("05", Some(0), 1),
+            ("05", None, 0),
+            ("12345678", Some(12_345_678), 8),
+            ("123456789}", Some(123_456_789), 9),
+            ("-1234567890123456", Some(-1_234_567_890_123_456), 17),
             ("1787838983996", Some(1_787_838_983_996), 13),
             ("-12,", Some(-12), 3),
             ("999999999999999999", Some(999_999_999_999_999_999), 18),
