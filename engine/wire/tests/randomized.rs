@@ -363,7 +363,8 @@ fn mutated_and_random_inputs_keep_the_invariants() {
     assert!(rejected > 20_000, "{rejected} rejections");
 }
 
-// Inputs the fuzzer once broke, kept so the fix stays fixed. The first: a numeric string
+// Inputs the fuzzers once broke, kept so the fix stays fixed; each is checked against both the
+// round-trip invariant and the fast-path/simd-json agreement. The first: a numeric string
 // `floor_strike` ("618714.00") was re-rendered as a bare number and came back as "618714".
 #[test]
 fn fuzz_regressions_keep_the_invariants() {
@@ -377,6 +378,9 @@ fn fuzz_regressions_keep_the_invariants() {
         let path = entry.unwrap().path();
         let input = std::fs::read(&path).unwrap();
         if let Err(broken) = checker.check_frame(&input) {
+            panic!("{}: {broken}", path.display());
+        }
+        if let Err(broken) = checker.check_fast_path(&input) {
             panic!("{}: {broken}", path.display());
         }
         count += 1;
