@@ -64,8 +64,30 @@ impl FrameDecoder for Ours {
     }
 
     fn decode(&mut self, frame: &mut [u8]) -> u64 {
-        match self.decoder.decode(frame) {
-            Ok(decoded) => record_checksum(&decoded),
+        match &self.decoder.decode(frame) {
+            Ok(decoded) => record_checksum(decoded),
+            Err(_) => u64::MAX,
+        }
+    }
+}
+
+/// The product restricted to its simd-json path (`Decoder::decode_tape_only`): what
+/// `kalshi-wire` costs on frames its byte-level fast path declines, and what it cost before the
+/// fast path existed.
+#[derive(Debug, Default)]
+pub struct OursTapeOnly {
+    /// The decoder under test.
+    pub decoder: Decoder,
+}
+
+impl FrameDecoder for OursTapeOnly {
+    fn name(&self) -> &'static str {
+        "kalshi-wire tape-only"
+    }
+
+    fn decode(&mut self, frame: &mut [u8]) -> u64 {
+        match &self.decoder.decode_tape_only(frame) {
+            Ok(decoded) => record_checksum(decoded),
             Err(_) => u64::MAX,
         }
     }
@@ -246,21 +268,30 @@ pub fn baselines() -> Vec<Baseline> {
     ]
 }
 
-/// Checks that the product and every baseline decode every frame, and that for deltas, trades,
-/// tickers and snapshots (levels included) they produce identical records.
+/// Checks that the product and every baseline decode every frame, that for deltas, trades,
+/// tickers and snapshots (levels included) they produce identical records, and that the
+/// product's fast path and simd-json path agree exactly on every frame.
 ///
 /// # Errors
 /// A description of the first frame on which they disagree.
 pub fn verify(frames: &[Vec<u8>]) -> Result<usize, String> {
     let mut ours = Decoder::default();
+    let mut tape_only = Decoder::default();
     let mut baselines = baselines();
     let mut compared = 0;
     for pristine in frames {
         let text = String::from_utf8_lossy(pristine).into_owned();
         let mut frame = pristine.clone();
+        let mut again = pristine.clone();
         let decoded = ours
             .decode(&mut frame)
             .map_err(|e| format!("kalshi-wire refused {text}: {e}"))?;
+        let reference = tape_only.decode_tape_only(&mut again);
+        if Ok(decoded) != reference {
+            return Err(format!(
+                "kalshi-wire's two paths disagree on {text}:\n  decode: {decoded:?}\n  tape-only: {reference:?}"
+            ));
+        }
         for baseline in &mut baselines {
             let name = baseline.name;
             let normalized = baseline

@@ -1,9 +1,15 @@
-//! The frame decoder: simd-json tape in, [`Record`] out.
+//! The frame decoder: frame bytes in, [`Record`] out.
 //!
-//! The decoder parses each frame in place with simd-json into a reusable tape (no DOM is built)
-//! and walks the tape once, reading only the fields it knows and skipping the rest. It keeps its
-//! parser buffers, tape and [`Aux`] between calls, so after the first few frames of each size a
-//! steady stream allocates nothing.
+//! Two paths give the same result:
+//! * the fast path (`fast.rs`) reads `orderbook_delta`, `trade` and `ticker` frames in Kalshi's
+//!   plain current shape straight from their bytes, and declines anything else;
+//! * the general path parses the frame in place with simd-json into a reusable tape (no DOM is
+//!   built) and walks the tape once, reading only the fields it knows and skipping the rest.
+//!
+//! [`Decoder::decode`] tries the fast path first and falls back to the general one;
+//! [`Decoder::decode_tape_only`] always takes the general path (the reference the fast path is
+//! tested against). The decoder keeps its parser buffers, tape and [`Aux`] between calls, so
+//! after the first few frames of each size a steady stream allocates nothing.
 //!
 //! It understands the three formats Kalshi has used (see `protocol.md` §3 and §5.16):
 //! * current (since 2026-03-12): `*_dollars` price strings and `*_fp` count strings;
@@ -57,6 +63,9 @@ pub struct DecoderStats {
     pub errors: u64,
     /// Frames with an unknown `type`.
     pub unknown: u64,
+    /// Frames decoded by the byte-level fast path (the rest went through simd-json). A drop in
+    /// this share means Kalshi changed the shape of its hot frames.
+    pub fast_path: u64,
 }
 
 /// A reusable, allocation-free (in steady state) Kalshi frame decoder. One per shard core.
@@ -123,6 +132,19 @@ impl Decoder {
         self.decode_with(frame, None)
     }
 
+    /// Decodes one frame through simd-json only, never the byte-level fast path. The result is
+    /// the same as [`Decoder::decode`]'s for every input (that is what the equivalence tests and
+    /// the `fast_equiv` fuzz target check); this entry point exists to run those checks and to
+    /// measure the difference.
+    ///
+    /// # Errors
+    /// As [`Decoder::decode`].
+    pub fn decode_tape_only(&mut self, frame: &mut [u8]) -> Result<Decoded<'_>, DecodeError> {
+        self.stats.frames += 1;
+        let record = self.with_tape(frame, |walker| walker.frame());
+        self.finish(record, None)
+    }
+
     /// Like [`Decoder::decode`], recording the subscription's `use_yes_price` flag in the result.
     ///
     /// # Errors
@@ -133,7 +155,29 @@ impl Decoder {
         use_yes_price: Option<bool>,
     ) -> Result<Decoded<'_>, DecodeError> {
         self.stats.frames += 1;
-        match self.decode_record(frame) {
+        if frame.len() <= self.config.frame_bytes_max
+            && let Some(record) = crate::fast::decode(frame)
+        {
+            self.aux.clear();
+            self.stats.fast_path += 1;
+            return Ok(Decoded {
+                record,
+                aux: &self.aux,
+                use_yes_price,
+            });
+        }
+        let record = self.with_tape(frame, |walker| walker.frame());
+        self.finish(record, use_yes_price)
+    }
+
+    /// Counts the outcome and pairs a record with the buffers.
+    #[inline]
+    fn finish(
+        &mut self,
+        record: Result<Record, DecodeError>,
+        use_yes_price: Option<bool>,
+    ) -> Result<Decoded<'_>, DecodeError> {
+        match record {
             Ok(record) => {
                 if matches!(record, Record::Unknown(_)) {
                     self.stats.unknown += 1;
@@ -218,10 +262,6 @@ impl Decoder {
             Ok(result) => result,
             Err(error) => Err(json_error(&error, input)),
         }
-    }
-
-    fn decode_record(&mut self, frame: &mut [u8]) -> Result<Record, DecodeError> {
-        self.with_tape(frame, |walker| walker.frame())
     }
 }
 

@@ -263,7 +263,8 @@ pub const fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-const fn days_in_month(year: i64, month: u32) -> u32 {
+/// Days in `month` (1 to 12) of `year`, proleptic Gregorian.
+pub(crate) const fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,

@@ -41,6 +41,19 @@ impl<const N: usize> InlineStr<N> {
         Some(out)
     }
 
+    /// Copies ASCII `bytes` in, or returns `None` when they are longer than the capacity or
+    /// not all ASCII.
+    #[inline]
+    pub(crate) fn from_ascii(bytes: &[u8]) -> Option<Self> {
+        if !bytes.is_ascii() {
+            return None;
+        }
+        let mut out = Self::empty();
+        out.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        out.len = bytes.len() as u8;
+        Some(out)
+    }
+
     /// The text.
     #[must_use]
     pub fn as_str(&self) -> &str {

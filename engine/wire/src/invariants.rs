@@ -1,9 +1,13 @@
-//! The decoder's checkable promises, shared by the fuzz target and the randomized tests.
+//! The decoder's checkable promises, shared by the fuzz targets and the randomized tests.
 //!
 //! [`Checker::check_frame`] decodes arbitrary bytes and, when they decode, renders the record back to a
 //! wire frame, decodes that, and compares the two canonical records. It returns an error string
 //! only when a promise is broken; an input that is merely invalid is fine (the decoder must say
 //! so with an error, which it does by returning `Err`, never by panicking).
+//!
+//! [`Checker::check_fast_path`] decodes the same bytes through [`Decoder::decode`] (byte-level
+//! fast path first) and [`Decoder::decode_tape_only`] (simd-json only) and requires identical
+//! results: the same record and auxiliary data, or the same error.
 
 use crate::{Decoder, render_frame, write_canonical, write_error};
 
@@ -18,6 +22,15 @@ pub struct Checker {
     second_json: Vec<u8>,
 }
 
+/// Which path [`Checker::check_fast_path`] saw [`Decoder::decode`] take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathOutcome {
+    /// The fast path decoded the frame (to the same record as the simd-json path).
+    Fast,
+    /// The fast path declined, and the simd-json path gave the result.
+    Declined,
+}
+
 /// What [`Checker::check_frame`] saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -28,6 +41,32 @@ pub enum Outcome {
 }
 
 impl Checker {
+    /// Decodes `input` through both paths and compares the complete results.
+    ///
+    /// # Errors
+    /// A description of the difference when the two paths disagree.
+    pub fn check_fast_path(&mut self, input: &[u8]) -> Result<PathOutcome, String> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(input);
+        self.rendered.clear();
+        self.rendered.extend_from_slice(input);
+        let fast_before = self.first.stats().fast_path;
+        let fast = self.first.decode(&mut self.scratch);
+        let slow = self.second.decode_tape_only(&mut self.rendered);
+        if fast != slow {
+            return Err(format!(
+                "the fast path and the simd-json path disagree on {}\n fast: {fast:?}\n slow: {slow:?}",
+                String::from_utf8_lossy(input)
+            ));
+        }
+        let took_fast = self.first.stats().fast_path != fast_before;
+        Ok(if took_fast {
+            PathOutcome::Fast
+        } else {
+            PathOutcome::Declined
+        })
+    }
+
     /// Checks one input; `Err` describes a broken promise.
     ///
     /// # Errors

@@ -6,9 +6,11 @@
 //! and the benchmarks.
 //!
 //! ## Layout
-//! * [`decode`]: the [`Decoder`]. simd-json parses each frame in place into a reused tape; one
-//!   pass over the tape fills a [`Record`]. Nothing is allocated per frame once the buffers have
-//!   grown.
+//! * [`decode`]: the [`Decoder`]. Delta, trade and ticker frames in Kalshi's plain current
+//!   shape are read straight from their bytes by a strict fast path; every other frame (and any
+//!   the fast path is not sure about) is parsed by simd-json in place into a reused tape, and one
+//!   pass over the tape fills a [`Record`]. Both paths give identical results. Nothing is
+//!   allocated per frame once the buffers have grown.
 //! * [`record`]: the normalized records. Prices are `i64` micro-dollars (`_e6`), counts `i64`
 //!   hundredths of a contract (`_e2`), times `i64` microseconds since the Unix epoch.
 //! * [`fixed`]: exact decimal and RFC 3339 conversion, never through a float.
@@ -43,6 +45,7 @@ pub mod canonical;
 pub mod command;
 pub mod decode;
 pub mod error;
+mod fast;
 pub mod fixed;
 pub mod inline;
 pub mod invariants;

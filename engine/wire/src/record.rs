@@ -471,7 +471,7 @@ impl Record {
 
 /// Variable-size parts of the last decoded record. Owned by the decoder and reused, so that a
 /// steady stream of frames allocates nothing once the buffers have grown to the largest frame.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Aux {
     pub(crate) arena: String,
     pub(crate) texts: Vec<Text>,
@@ -585,7 +585,7 @@ impl Aux {
 
 /// A record together with the buffers its variable-size parts live in. Valid until the next
 /// decode on the same decoder.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decoded<'d> {
     /// The record.
     pub record: Record,
