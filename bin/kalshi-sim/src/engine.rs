@@ -227,6 +227,10 @@ pub enum ControlCmd {
     Pause,
     /// Resume the exchange.
     Resume,
+    /// Stop generating exchange events for good (the clock stops; connections, heartbeats,
+    /// commands and REST go on). Used to end a run so that clients can catch up and be checked
+    /// against a truth log that no longer grows.
+    Halt,
     /// Write the final books now; reply with them.
     DumpBooks,
 }
@@ -339,6 +343,8 @@ pub struct Engine {
     scratch: Vec<Outbound>,
     load: Option<LoadMode>,
     epoch: Instant,
+    /// Set by [`ControlCmd::Halt`]: no more steps.
+    halted: bool,
 }
 
 fn log(message: &str) {
@@ -376,6 +382,7 @@ impl Engine {
             scratch: Vec::new(),
             load: None,
             epoch: Instant::now(),
+            halted: false,
         })
     }
 
@@ -411,6 +418,9 @@ impl Engine {
             let virtual_now = self.settings.start_us.saturating_add(elapsed_us as i64);
             // Step every due grid instant (bounded per turn so messages are still served).
             for _ in 0..1000 {
+                if self.halted {
+                    break;
+                }
                 let Some(instant) = self.clock.take_due(virtual_now) else {
                     break;
                 };
@@ -837,6 +847,13 @@ impl Engine {
                     self.conns.remove(id);
                 }
                 ok(&ids)
+            }
+            ControlCmd::Halt => {
+                self.halted = true;
+                json_reply(
+                    200,
+                    &json!({"ok": true, "halted": true, "exchange_time_us": self.exchange.now_us()}),
+                )
             }
             ControlCmd::Resume => {
                 self.exchange.set_paused(false);

@@ -320,3 +320,36 @@ fn scheduled_faults() {
     assert_eq!(steps.iter().filter(|s| **s == 2).count(), 1, "{all:?}");
     assert!(steps.iter().all(|s| *s == 1 || *s == 2));
 }
+
+// halt: the exchange clock stops for good (no more events, the time in /stats stays), while the
+// WebSocket stays open and still answers commands.
+#[test]
+fn halt_stops_events_but_not_connections() {
+    let sim = sim("");
+    let mut client = sim.ws();
+    let id = client.command("list_subscriptions", None);
+    client.until(|f| f["id"] == id);
+    // Let some time pass so that the exchange has moved.
+    let moved = |s: &Value| s["ticks"].as_u64().unwrap_or(0) > 5;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !moved(&sim.stats()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exchange never moved"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let halted = sim.control("/halt");
+    assert_eq!(halted["halted"], true, "{halted}");
+    let at = halted["exchange_time_us"].as_i64().unwrap();
+    let ticks = sim.stats()["ticks"].as_u64().unwrap();
+    // Commands still work on the open connection, and the clock has not moved meanwhile.
+    for _ in 0..3 {
+        let id = client.command("list_subscriptions", None);
+        client.until(|f| f["id"] == id);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let stats = sim.stats();
+    assert_eq!(stats["exchange_time_us"].as_i64().unwrap(), at, "{stats}");
+    assert_eq!(stats["ticks"].as_u64().unwrap(), ticks, "{stats}");
+}
