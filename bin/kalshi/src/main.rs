@@ -5,6 +5,7 @@
 //!   fixture file), canonical record JSON out, one line per frame. A frame that cannot be decoded
 //!   becomes a `{"type":"error",...}` line and the run goes on.
 //! * `migrate`: applies the schema migrations in `sql/` to a database (idempotent).
+//! * `demo`: the whole platform on loopback, checked against the simulator's truth log.
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kalshi_wire::{Decoder, DecoderConfig, write_canonical, write_error};
 
+mod demo;
 mod lines;
 mod migrate;
 
@@ -30,6 +32,9 @@ enum Command {
     Decode(DecodeArgs),
     /// Apply the schema migrations to a database (idempotent; safe to run concurrently).
     Migrate(migrate::MigrateArgs),
+    /// Run the whole platform on loopback (simulator, 3 gatherers, deduplicator, 4 PostgreSQL
+    /// clusters), show live status, then check production against the exchange's truth log.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -50,6 +55,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Decode(args) => decode(&args),
         Command::Migrate(args) => migrate::run(&args),
+        Command::Demo(args) => demo::run(&args),
     }
 }
 
