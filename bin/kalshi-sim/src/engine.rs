@@ -44,6 +44,8 @@ pub struct Shared {
     pub frames_sent: AtomicU64,
     /// WebSocket connections accepted so far.
     pub ws_connections_total: AtomicU64,
+    /// WebSocket connection threads still running (shutdown waits for them to flush).
+    pub ws_connections_open: AtomicU64,
     /// REST requests answered (any status).
     pub rest_requests: AtomicU64,
     /// REST 429s.

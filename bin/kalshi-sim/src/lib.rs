@@ -90,8 +90,18 @@ impl Running {
         if let Some(engine) = self.engine.take() {
             let _ = engine.join();
         }
-        // Give connection threads a moment to send their close frames.
-        std::thread::sleep(Duration::from_millis(100));
+        // Let connection threads flush what is queued and finish their close handshakes
+        // (bounded: each gives up on its handshake after 2 s).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self
+            .shared
+            .ws_connections_open
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         self.front.shutdown();
         if let Some(control) = &mut self.control_server {
             control.shutdown();

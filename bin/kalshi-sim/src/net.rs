@@ -270,7 +270,13 @@ fn upgrade(ctx: &FrontCtx, mut stream: Stream, peer: SocketAddr, accept: &str, l
     ctx.shared
         .ws_connections_total
         .fetch_add(1, Ordering::Relaxed);
+    ctx.shared
+        .ws_connections_open
+        .fetch_add(1, Ordering::SeqCst);
     let end = ws_loop(ctx, ws, id, &rx, &kill, &frames_sent);
+    ctx.shared
+        .ws_connections_open
+        .fetch_sub(1, Ordering::SeqCst);
     log(&format!("connection {id} ({peer}) ended: {end}"));
     let _ = ctx
         .engine
