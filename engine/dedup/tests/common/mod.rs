@@ -729,13 +729,22 @@ impl Running {
 
     /// Wait until the frontier is at or past `ts` and every gatherer is live and in sync.
     pub fn wait_synced(&self, ts: i64, limit: Duration) {
-        wait_until("the deduplicator to sync", limit, || {
+        let start = Instant::now();
+        loop {
             let h = self.health();
-            h.frontier_ts.is_some_and(|f| f >= ts)
+            if h.frontier_ts.is_some_and(|f| f >= ts)
                 && h.gatherers
                     .values()
                     .all(|g| g.state == "live" && Some(g.cursor_ts) == h.frontier_ts)
-        });
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for the deduplicator to reach {ts}: {h:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn finish(self) -> kalshi_dedup::Totals {
