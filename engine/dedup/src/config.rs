@@ -370,7 +370,10 @@ impl Config {
                 db.statement_timeout_ms,
             ),
             None => {
-                p.add("production", "missing: the [production] table with url is required");
+                p.add(
+                    "production",
+                    "missing: the [production] table with url is required",
+                );
                 None
             }
         };
@@ -445,14 +448,35 @@ fn ms(p: &mut Problems, key: &str, v: Option<u64>, default: u64, min: u64, max: 
 
 fn sync_config(p: &mut Problems, raw: &RawSync) -> SyncConfig {
     let d = SyncConfig::default();
-    let range_width = ms(p, "sync.range_width_ms", raw.range_width_ms, 1000, 10, 3_600_000);
+    let range_width = ms(
+        p,
+        "sync.range_width_ms",
+        raw.range_width_ms,
+        1000,
+        10,
+        3_600_000,
+    );
     let grace = ms(p, "sync.grace_ms", raw.grace_ms, 500, 0, 3_600_000);
-    let down_after = ms(p, "sync.down_after_ms", raw.down_after_ms, 10_000, 100, 86_400_000);
+    let down_after = ms(
+        p,
+        "sync.down_after_ms",
+        raw.down_after_ms,
+        10_000,
+        100,
+        86_400_000,
+    );
     let late_window = Duration::from_secs(raw.late_window_secs.unwrap_or(60));
     if late_window > Duration::from_secs(7 * 86_400) {
         p.add("sync.late_window_secs", "must be at most 604800 (7 days)");
     }
-    let poll_interval = ms(p, "sync.poll_interval_ms", raw.poll_interval_ms, 100, 1, 60_000);
+    let poll_interval = ms(
+        p,
+        "sync.poll_interval_ms",
+        raw.poll_interval_ms,
+        100,
+        1,
+        60_000,
+    );
     let batch_ranges_max = raw.batch_ranges_max.unwrap_or(d.batch_ranges_max);
     if !(1..=10_000).contains(&batch_ranges_max) {
         p.add("sync.batch_ranges_max", "must be 1 to 10000");
@@ -464,12 +488,32 @@ fn sync_config(p: &mut Problems, raw: &RawSync) -> SyncConfig {
     if let Some(s) = raw.start_us
         && s < 0
     {
-        p.add("sync.start_us", "must be a time in µs since the epoch (>= 0)");
+        p.add(
+            "sync.start_us",
+            "must be a time in µs since the epoch (>= 0)",
+        );
     }
-    let retry_delay_min = ms(p, "sync.retry_delay_min_ms", raw.retry_delay_min_ms, 100, 1, 600_000);
-    let retry_delay_max = ms(p, "sync.retry_delay_max_ms", raw.retry_delay_max_ms, 5000, 1, 600_000);
+    let retry_delay_min = ms(
+        p,
+        "sync.retry_delay_min_ms",
+        raw.retry_delay_min_ms,
+        100,
+        1,
+        600_000,
+    );
+    let retry_delay_max = ms(
+        p,
+        "sync.retry_delay_max_ms",
+        raw.retry_delay_max_ms,
+        5000,
+        1,
+        600_000,
+    );
     if retry_delay_max < retry_delay_min {
-        p.add("sync.retry_delay_max_ms", "must be at least sync.retry_delay_min_ms");
+        p.add(
+            "sync.retry_delay_max_ms",
+            "must be at least sync.retry_delay_min_ms",
+        );
     }
     SyncConfig {
         range_width,
@@ -503,8 +547,16 @@ fn http_config(p: &mut Problems, raw: &RawHttp) -> HttpConfig {
         }
         v
     };
-    let metrics_listen = check_addr("http.metrics_listen", raw.metrics_listen.as_ref(), &d.metrics_listen);
-    let health_listen = check_addr("http.health_listen", raw.health_listen.as_ref(), &d.health_listen);
+    let metrics_listen = check_addr(
+        "http.metrics_listen",
+        raw.metrics_listen.as_ref(),
+        &d.metrics_listen,
+    );
+    let health_listen = check_addr(
+        "http.health_listen",
+        raw.health_listen.as_ref(),
+        &d.health_listen,
+    );
     let admin_token = raw
         .admin_token_file
         .as_deref()

@@ -77,7 +77,10 @@ fn admin_recheck(req: &Request, token: Option<&str>, shared: &Shared) -> Respons
         None => req.peer.is_some_and(|p| p.ip().is_loopback()),
     };
     if !allowed {
-        return Response::text(403, "admin endpoints need the admin token or a loopback peer\n");
+        return Response::text(
+            403,
+            "admin endpoints need the admin token or a loopback peer\n",
+        );
     }
     let Some(from) = req.query_param("from").and_then(|v| v.parse::<i64>().ok()) else {
         return Response::text(400, "from=<µs since the epoch> is required\n");

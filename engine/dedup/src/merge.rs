@@ -194,9 +194,7 @@ impl Fingerprint {
     /// Add one row's bytes.
     pub fn add(&mut self, bytes: &[u8]) {
         self.count += 1;
-        self.hash = self
-            .hash
-            .wrapping_add(xxhash_rust::xxh3::xxh3_128(bytes));
+        self.hash = self.hash.wrapping_add(xxhash_rust::xxh3::xxh3_128(bytes));
     }
 
     /// Add a key with its occurrence number (merged fingerprints).
@@ -256,7 +254,11 @@ pub fn merge_range(
     out: &mut Vec<u8>,
 ) -> RangeMerge {
     // The gap ledger takes newer content for keys production has: never diffed away.
-    let base = if kind == MergeKind::Upsert { None } else { base };
+    let base = if kind == MergeKind::Upsert {
+        None
+    } else {
+        base
+    };
     let mut r = RangeMerge {
         rows_in: sources.iter().map(|s| s.len() as u64).sum(),
         ..RangeMerge::default()

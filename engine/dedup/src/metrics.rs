@@ -2,8 +2,7 @@
 //! `dedup_sync_lag_seconds`, `dedup_gatherer_health{gatherer}`, `dedup_rds_connected`.
 
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 /// The deduplicator's metrics, registered in one registry.
@@ -79,7 +78,10 @@ impl DedupMetrics {
                 "1 - rows written / rows read by normal merges since start (about 2/3 with 3 gatherers).",
             )?,
             rows_read: IntCounterVec::new(
-                Opts::new("dedup_rows_read_total", "Rows read from gatherer databases."),
+                Opts::new(
+                    "dedup_rows_read_total",
+                    "Rows read from gatherer databases.",
+                ),
                 &["gatherer", "table"],
             )?,
             rows_written: IntCounterVec::new(

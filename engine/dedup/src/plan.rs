@@ -346,7 +346,9 @@ impl Planner {
         let width = self.cfg.width_us;
         let frontier = self.frontier;
         if let Some(st) = self.gatherers.get_mut(g) {
-            st.cursor = st.cursor.min((start.div_euclid(width) * width).min(frontier));
+            st.cursor = st
+                .cursor
+                .min((start.div_euclid(width) * width).min(frontier));
         }
     }
 }
@@ -383,16 +385,31 @@ mod tests {
     fn closes_on_slowest_watermark() {
         let mut p = planner();
         assert_eq!(p.frontier(), 100 * S);
-        probe_all(&mut p, 200 * S, [Some(103 * S), Some(104 * S), Some(101 * S)]);
+        probe_all(
+            &mut p,
+            200 * S,
+            [Some(103 * S), Some(104 * S), Some(101 * S)],
+        );
         assert_eq!(p.poll_merge(200 * S, 100), None, "101.0 - 0.5 < 101");
-        probe_all(&mut p, 200 * S, [Some(103 * S), Some(104 * S), Some(101 * S + S / 2)]);
+        probe_all(
+            &mut p,
+            200 * S,
+            [Some(103 * S), Some(104 * S), Some(101 * S + S / 2)],
+        );
         let job = p.poll_merge(200 * S, 100).unwrap();
-        assert_eq!((job.start, job.ranges, job.sources.clone()), (100 * S, 1, vec![0, 1, 2]));
+        assert_eq!(
+            (job.start, job.ranges, job.sources.clone()),
+            (100 * S, 1, vec![0, 1, 2])
+        );
         p.handle_done(&job);
         assert_eq!(p.frontier(), 101 * S);
         assert!(p.gatherers().iter().all(|g| g.cursor == 101 * S));
         // The wall clock bounds closing too.
-        probe_all(&mut p, 103 * S, [Some(150 * S), Some(150 * S), Some(150 * S)]);
+        probe_all(
+            &mut p,
+            103 * S,
+            [Some(150 * S), Some(150 * S), Some(150 * S)],
+        );
         assert_eq!(p.poll_merge(103 * S, 100).map(|j| j.end()), Some(102 * S));
         assert_eq!(p.poll_merge(400 * S, 10).map(|j| j.ranges), Some(10));
     }
@@ -403,7 +420,11 @@ mod tests {
     #[test]
     fn down_gatherer_and_return() {
         let mut p = planner();
-        probe_all(&mut p, 200 * S, [Some(110 * S), Some(110 * S), Some(110 * S)]);
+        probe_all(
+            &mut p,
+            200 * S,
+            [Some(110 * S), Some(110 * S), Some(110 * S)],
+        );
         let j = p.poll_merge(200 * S, 5).unwrap();
         p.handle_done(&j);
         assert_eq!(p.frontier(), 105 * S);
@@ -420,11 +441,18 @@ mod tests {
         assert_eq!(p.frontier(), 109 * S);
         assert_eq!(p.gatherers()[2].cursor, 105 * S);
         // Back, and keeping up: rewound by the late window, then caught up in jobs.
-        probe_all(&mut p, 207 * S, [Some(120 * S), Some(120 * S), Some(119 * S)]);
+        probe_all(
+            &mut p,
+            207 * S,
+            [Some(120 * S), Some(120 * S), Some(119 * S)],
+        );
         assert_eq!(p.gatherers()[2].status, GathererStatus::Live);
         assert_eq!(p.gatherers()[2].cursor, 102 * S);
         let c = p.poll_catchup(4).unwrap();
-        assert_eq!((c.start, c.ranges, c.sources.clone()), (102 * S, 4, vec![2]));
+        assert_eq!(
+            (c.start, c.ranges, c.sources.clone()),
+            (102 * S, 4, vec![2])
+        );
         p.handle_done(&c);
         // The normal merge does not read the catching-up gatherer.
         let m = p.poll_merge(300 * S, 2).unwrap();
@@ -443,7 +471,11 @@ mod tests {
     #[test]
     fn stuck_watermark_is_down() {
         let mut p = planner();
-        probe_all(&mut p, 200 * S, [Some(110 * S), Some(110 * S), Some(104 * S)]);
+        probe_all(
+            &mut p,
+            200 * S,
+            [Some(110 * S), Some(110 * S), Some(104 * S)],
+        );
         assert_eq!(p.gatherers()[2].status, GathererStatus::Down);
         assert_eq!(p.poll_merge(200 * S, 100).unwrap().sources, vec![0, 1]);
         let mut q = planner();

@@ -104,13 +104,17 @@ pub struct ProductionHealth {
     pub reachable: bool,
 }
 
+/// An admin re-check: the gatherer (`None`: every gatherer) and the range start to re-read
+/// from, µs.
+pub type Recheck = (Option<String>, i64);
+
 /// Handles shared with the HTTP side.
 #[derive(Clone, Debug, Default)]
 pub struct Shared {
     /// Latest health.
     pub health: Arc<Mutex<HealthSnapshot>>,
-    /// Pending admin re-checks: (gatherer or all, from µs).
-    pub rechecks: Arc<Mutex<Vec<(Option<String>, i64)>>>,
+    /// Pending admin re-checks.
+    pub rechecks: Arc<Mutex<Vec<Recheck>>>,
 }
 
 /// Totals since start (also in the metrics), for tests and the bench.
@@ -216,7 +220,10 @@ impl Deduplicator {
             .gatherers
             .iter()
             .map(|t| {
-                metrics.gatherer_health.with_label_values(&[&t.name]).set(0.0);
+                metrics
+                    .gatherer_health
+                    .with_label_values(&[&t.name])
+                    .set(0.0);
                 Source {
                     target: t.clone(),
                     client: None,
@@ -301,8 +308,7 @@ impl Deduplicator {
         }
         self.apply_rechecks();
         let mut worked = false;
-        if self.prod.is_some() && self.planner.is_some() && Instant::now() >= self.job_delay_until
-        {
+        if self.prod.is_some() && self.planner.is_some() && Instant::now() >= self.job_delay_until {
             if let Some(job) = self.next_job() {
                 let started = Instant::now();
                 match self.run_job(&job) {
@@ -388,7 +394,10 @@ impl Deduplicator {
                     .errors
                     .with_label_values(&["production", "data"])
                     .inc();
-                error!("deduplicator: {doing}: {msg}; retrying in {:?}", self.job_delay);
+                error!(
+                    "deduplicator: {doing}: {msg}; retrying in {:?}",
+                    self.job_delay
+                );
                 self.job_delay_until = Instant::now() + self.job_delay;
                 self.job_delay = (self.job_delay * 2).min(self.cfg.sync.retry_delay_max);
             }
@@ -477,17 +486,15 @@ impl Deduplicator {
         let frontier = match stored.get(MERGED_SOURCE) {
             Some(f) => *f,
             None => {
-                let start = self.cfg.sync.start_us.unwrap_or_else(|| {
-                    unix_now_us() - dur_us(self.cfg.sync.start_lookback)
-                });
+                let start = self
+                    .cfg
+                    .sync
+                    .start_us
+                    .unwrap_or_else(|| unix_now_us() - dur_us(self.cfg.sync.start_lookback));
                 start.div_euclid(width) * width
             }
         };
-        let mut names: Vec<String> = self
-            .sources
-            .iter()
-            .map(|s| s.target.name.clone())
-            .collect();
+        let mut names: Vec<String> = self.sources.iter().map(|s| s.target.name.clone()).collect();
         names.push(MERGED_SOURCE.to_owned());
         // New gatherers (and a fresh database) start at the frontier; existing rows stay.
         client.execute(
@@ -661,7 +668,10 @@ impl Deduplicator {
         let catchup = job.kind == JobKind::Catchup;
         let stored = if catchup {
             let name = self.sources[job.sources[0]].target.name.clone();
-            let prod = self.prod.as_mut().ok_or(Failure::Data("no production".into()))?;
+            let prod = self
+                .prod
+                .as_mut()
+                .ok_or(Failure::Data("no production".into()))?;
             load_fingerprints(prod, &name, lo, hi).map_err(Failure::Production)?
         } else {
             HashMap::new()
@@ -713,8 +723,14 @@ impl Deduplicator {
             }
             // Production's rows of this table as the base of a catch-up diff.
             let base_stream = if catchup {
-                let prod = self.prod.as_mut().ok_or(Failure::Data("no production".into()))?;
-                Some(copy_out(prod, &spec.copy_out_sql(lo, hi, false)).map_err(Failure::Production)?)
+                let prod = self
+                    .prod
+                    .as_mut()
+                    .ok_or(Failure::Data("no production".into()))?;
+                Some(
+                    copy_out(prod, &spec.copy_out_sql(lo, hi, false))
+                        .map_err(Failure::Production)?,
+                )
             } else {
                 None
             };
@@ -769,8 +785,12 @@ impl Deduplicator {
         if job.kind == JobKind::Merge {
             cursor_names.push(MERGED_SOURCE.to_owned());
         }
-        let prod = self.prod.as_mut().ok_or(Failure::Data("no production".into()))?;
-        let written = commit_job(prod, &bodies, &fps, &cursor_names, hi).map_err(Failure::Production)?;
+        let prod = self
+            .prod
+            .as_mut()
+            .ok_or(Failure::Data("no production".into()))?;
+        let written =
+            commit_job(prod, &bodies, &fps, &cursor_names, hi).map_err(Failure::Production)?;
         // Bookkeeping after the commit.
         let written_total: u64 = written.iter().sum();
         for (t, spec) in SPECS.iter().enumerate() {
@@ -859,7 +879,10 @@ impl Deduplicator {
                 if self.sources[i].state_fp.get(table.name()) == Some(&fp) {
                     continue;
                 }
-                let prod = self.prod.as_mut().ok_or(Failure::Data("no production".into()))?;
+                let prod = self
+                    .prod
+                    .as_mut()
+                    .ok_or(Failure::Data("no production".into()))?;
                 let n = upsert_state(prod, table, body).map_err(Failure::Production)?;
                 self.metrics
                     .state_rows_written
@@ -916,7 +939,11 @@ impl Deduplicator {
                     self.cfg.http.health_lag_max.as_secs()
                 ));
             }
-            if !p.gatherers().iter().any(|g| g.status == GathererStatus::Live) {
+            if !p
+                .gatherers()
+                .iter()
+                .any(|g| g.status == GathererStatus::Live)
+            {
                 h.problems.push("no gatherer is live".to_owned());
             }
         } else {
@@ -1012,13 +1039,12 @@ fn send_copy(
     if result.is_ok() {
         result = w.write_all(COPY_TRAILER);
     }
-    if let Err(e) = result {
-        if let Some(pg) = e
+    if let Err(e) = result
+        && let Some(pg) = e
             .into_inner()
             .and_then(|i| i.downcast::<postgres::Error>().ok())
-        {
-            return Err(*pg);
-        }
+    {
+        return Err(*pg);
     }
     w.finish()?;
     Ok(())

@@ -272,7 +272,13 @@ mod tests {
         }
         assert!(TableSpec::of(Table::Markets).is_none());
         let sql = SPECS[4].copy_out_sql(1, 2, true);
-        assert!(sql.contains("(payload - 'sid' - 'seq') AS payload"), "{sql}");
-        assert!(sql.contains("exchange_ts >= 1 AND exchange_ts < 2"), "{sql}");
+        assert!(
+            sql.contains("(payload - 'sid' - 'seq') AS payload"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("exchange_ts >= 1 AND exchange_ts < 2"),
+            "{sql}"
+        );
     }
 }

@@ -65,15 +65,15 @@ fn three_gatherers_merge_exactly_and_replays_change_nothing() {
     assert!((0.55..0.70).contains(&ratio), "duplicate ratio {ratio}");
     // Fingerprints were stored per (range, table, source).
     let sources: Vec<String> = pc
-        .query(
-            "SELECT DISTINCT source FROM dedup_ranges ORDER BY 1",
-            &[],
-        )
+        .query("SELECT DISTINCT source FROM dedup_ranges ORDER BY 1", &[])
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(sources, ["gatherer-1", "gatherer-2", "gatherer-3", "merged"]);
+    assert_eq!(
+        sources,
+        ["gatherer-1", "gatherer-2", "gatherer-3", "merged"]
+    );
     let digest = production_digest(&mut pc);
 
     // Replay 1: re-check every gatherer from the start: all fingerprints match.
@@ -81,7 +81,10 @@ fn three_gatherers_merge_exactly_and_replays_change_nothing() {
     d.wait_synced(truth.end + SEC, Duration::from_secs(60));
     d.shared.rechecks.lock().push((None, start - 2 * SEC));
     wait_until("re-check to start", Duration::from_secs(30), || {
-        d.health().gatherers.values().all(|g| g.cursor_ts < truth.end)
+        d.health()
+            .gatherers
+            .values()
+            .all(|g| g.cursor_ts < truth.end)
     });
     let frontier = d.health().frontier_ts.unwrap();
     d.wait_synced(frontier, Duration::from_secs(120));

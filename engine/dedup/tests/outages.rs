@@ -100,9 +100,11 @@ fn outages_of_a_gatherer_and_production_lose_and_double_nothing() {
     assert_eq!(v["gatherers"]["gatherer-1"]["reachable"], true, "{body}");
     // Merging goes on without it.
     let f = d.health().frontier_ts.unwrap();
-    wait_until("frontier moves without gatherer-3", Duration::from_secs(60), || {
-        d.health().frontier_ts.unwrap() >= f + 2 * SEC
-    });
+    wait_until(
+        "frontier moves without gatherer-3",
+        Duration::from_secs(60),
+        || d.health().frontier_ts.unwrap() >= f + 2 * SEC,
+    );
     sleep_until_us(start + 10 * SEC);
     gatherers[2].start_again().unwrap();
     wait_until("gatherer-3 back in sync", Duration::from_secs(120), || {
@@ -120,7 +122,11 @@ fn outages_of_a_gatherer_and_production_lose_and_double_nothing() {
     let (_, body) = http_get(d.health_addr, "/health");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["production"]["reachable"], false, "{body}");
-    assert!(http_get(d.metrics_addr, "/metrics").1.contains("dedup_rds_connected 0"));
+    assert!(
+        http_get(d.metrics_addr, "/metrics")
+            .1
+            .contains("dedup_rds_connected 0")
+    );
     std::thread::sleep(Duration::from_secs(10));
     prod.start_again().unwrap();
 
@@ -160,5 +166,8 @@ fn outages_of_a_gatherer_and_production_lose_and_double_nothing() {
         totals.ranges_remerged <= outage.as_secs() + 3,
         "{totals:?} after {outage:?}"
     );
-    assert!(totals.catchup_rows_written > 0, "gatherer 3 contributed rows only it saw");
+    assert!(
+        totals.catchup_rows_written > 0,
+        "gatherer 3 contributed rows only it saw"
+    );
 }

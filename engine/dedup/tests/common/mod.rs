@@ -84,7 +84,10 @@ pub enum Ev {
 impl Ev {
     pub fn ts(&self) -> i64 {
         match self {
-            Ev::Delta { ts, .. } | Ev::Trade { ts, .. } | Ev::Tick { ts, .. } | Ev::Life { ts, .. } => *ts,
+            Ev::Delta { ts, .. }
+            | Ev::Trade { ts, .. }
+            | Ev::Tick { ts, .. }
+            | Ev::Life { ts, .. } => *ts,
         }
     }
 }
@@ -143,7 +146,7 @@ pub fn truth(seed: u64, start: i64, secs: i64, actions_per_second: u64) -> Truth
                         price: price_e6,
                         delta: delta_e2,
                     };
-                    if deltas % 40 == 0 {
+                    if deltas.is_multiple_of(40) {
                         groups.push(vec![d]);
                         let mk = |delta| Ev::Delta {
                             ts,
@@ -213,12 +216,24 @@ pub fn truth(seed: u64, start: i64, secs: i64, actions_per_second: u64) -> Truth
 /// `drop`, at least one gatherer captures every group whole, and a gatherer may capture just
 /// one of two identical deltas. `only` forces every `only.1`-th group to be seen by gatherer
 /// `only.0` alone.
-pub fn captures(truth: &Truth, n: usize, seed: u64, drop: f64, only: Option<(usize, usize)>) -> Vec<Vec<Ev>> {
+pub fn captures(
+    truth: &Truth,
+    n: usize,
+    seed: u64,
+    drop: f64,
+    only: Option<(usize, usize)>,
+) -> Vec<Vec<Ev>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut out = vec![Vec::new(); n];
     for (gi, group) in truth.groups.iter().enumerate() {
         let mut keep: Vec<usize> = (0..n)
-            .map(|_| if rng.random_bool(drop) { 0 } else { group.len() })
+            .map(|_| {
+                if rng.random_bool(drop) {
+                    0
+                } else {
+                    group.len()
+                }
+            })
             .collect();
         if group.len() == 2 {
             for k in keep.iter_mut() {
@@ -234,7 +249,7 @@ pub fn captures(truth: &Truth, n: usize, seed: u64, drop: f64, only: Option<(usi
                 *k = if i == g { group.len() } else { 0 };
             }
         }
-        if !keep.iter().any(|k| *k == group.len()) {
+        if !keep.contains(&group.len()) {
             keep[gi % n] = group.len();
         }
         for (g, k) in keep.iter().enumerate() {
@@ -310,7 +325,11 @@ pub fn row_for(ev: &Ev, g: usize, seq: &mut i64) -> Row {
             last_trade_size_e2: Some(values[5]),
             volume_e2: Some(values[6]),
             open_interest_e2: Some(values[7]),
-            dollar_volume_e6: if values[8] == 0 { None } else { Some(values[8]) },
+            dollar_volume_e6: if values[8] == 0 {
+                None
+            } else {
+                Some(values[8])
+            },
             dollar_open_interest_e6: Some(values[9]),
             sid: Some(sid + 2),
             seq: None,
@@ -489,7 +508,13 @@ pub fn assert_production_exact(prod: &mut Client, truth: &Truth, gatherers: usiz
                 delta,
             } => {
                 *want
-                    .entry((ticker.clone(), *ts, side.as_str().to_owned(), *price, *delta))
+                    .entry((
+                        ticker.clone(),
+                        *ts,
+                        side.as_str().to_owned(),
+                        *price,
+                        *delta,
+                    ))
                     .or_default() += 1;
             }
             Ev::Trade {
@@ -504,15 +529,19 @@ pub fn assert_production_exact(prod: &mut Client, truth: &Truth, gatherers: usiz
             }
             Ev::Tick { ts, ticker, values } => {
                 // dollar_volume 0 is written as NULL and read back through coalesce.
-                *want_ticks.entry((ticker.clone(), *ts, *values)).or_default() += 1;
+                *want_ticks
+                    .entry((ticker.clone(), *ts, *values))
+                    .or_default() += 1;
             }
             Ev::Life {
                 ts,
                 ticker,
                 event_type,
-            } => *want_life
-                .entry((ticker.clone(), *ts, event_type.clone()))
-                .or_default() += 1,
+            } => {
+                *want_life
+                    .entry((ticker.clone(), *ts, event_type.clone()))
+                    .or_default() += 1
+            }
         }
     }
     let mut got: BTreeMap<DeltaKey, Vec<i32>> = BTreeMap::new();
@@ -543,7 +572,11 @@ pub fn assert_production_exact(prod: &mut Client, truth: &Truth, gatherers: usiz
             extra += got[k].len() as u32;
         }
     }
-    assert_eq!((missing, extra), (0, 0), "deltas missing / extra in production");
+    assert_eq!(
+        (missing, extra),
+        (0, 0),
+        "deltas missing / extra in production"
+    );
     for occ in got.values_mut() {
         occ.sort_unstable();
         assert_eq!(*occ, (0..occ.len() as i32).collect::<Vec<_>>());
@@ -579,9 +612,16 @@ pub fn assert_production_exact(prod: &mut Client, truth: &Truth, gatherers: usiz
 
     // Trades: each trade_id once, with its values.
     let rows = prod
-        .query("SELECT trade_id, exchange_ts, ticker, yes_price_e6, count_e2 FROM trades", &[])
+        .query(
+            "SELECT trade_id, exchange_ts, ticker, yes_price_e6, count_e2 FROM trades",
+            &[],
+        )
         .unwrap();
-    assert_eq!(rows.len(), want_trades.len(), "trades in production vs truth");
+    assert_eq!(
+        rows.len(),
+        want_trades.len(),
+        "trades in production vs truth"
+    );
     for r in rows {
         let id: String = r.get(0);
         assert_eq!(
@@ -657,10 +697,16 @@ pub fn assert_production_exact(prod: &mut Client, truth: &Truth, gatherers: usiz
     assert_eq!(markets.len(), truth.tickers.len());
     if gatherers >= 2 {
         for m in markets {
-            assert_eq!(m.get::<_, Option<String>>(1).as_deref(), Some("seen by gatherer 2"));
+            assert_eq!(
+                m.get::<_, Option<String>>(1).as_deref(),
+                Some("seen by gatherer 2")
+            );
         }
         let ev: Option<String> = prod
-            .query_one("SELECT title FROM events WHERE event_ticker = 'EV-ONE'", &[])
+            .query_one(
+                "SELECT title FROM events WHERE event_ticker = 'EV-ONE'",
+                &[],
+            )
             .unwrap()
             .get(0);
         assert_eq!(ev.as_deref(), Some("seen by gatherer 2"));
@@ -774,7 +820,10 @@ pub fn http_request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u1
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -791,5 +840,8 @@ pub fn clusters(n: usize) -> (Vec<PgCluster>, PgCluster) {
         })
         .collect();
     let prod = PgCluster::start(PgOptions::default()).unwrap();
-    (handles.into_iter().map(|h| h.join().unwrap()).collect(), prod)
+    (
+        handles.into_iter().map(|h| h.join().unwrap()).collect(),
+        prod,
+    )
 }
