@@ -118,7 +118,7 @@ pub struct Shared {
 }
 
 /// Totals since start (also in the metrics), for tests and the bench.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Totals {
     /// Rows read by normal merges.
     pub merge_rows_read: u64,
@@ -134,6 +134,8 @@ pub struct Totals {
     pub ranges_unchanged: u64,
     /// Jobs committed.
     pub jobs: u64,
+    /// Time spent in committed jobs (read, merge, write), seconds.
+    pub busy_seconds: f64,
 }
 
 struct Source {
@@ -320,6 +322,7 @@ impl Deduplicator {
                             p.handle_done(&job);
                         }
                         self.totals.jobs += 1;
+                        self.totals.busy_seconds += started.elapsed().as_secs_f64();
                         self.job_delay = self.cfg.sync.retry_delay_min;
                         worked = true;
                     }
@@ -789,8 +792,22 @@ impl Deduplicator {
             .prod
             .as_mut()
             .ok_or(Failure::Data("no production".into()))?;
-        let written =
-            commit_job(prod, &bodies, &fps, &cursor_names, hi).map_err(Failure::Production)?;
+        // New ranges normally have no rows in production yet: COPY them straight into the
+        // tables (the unique keys still check). Should production hold some anyway (its dedup
+        // state was reset, or rows were loaded by hand), the transaction fails on a key and is
+        // redone through the staging tables, which skip what exists.
+        let direct = job.kind == JobKind::Merge;
+        let written = match commit_job(prod, &bodies, &fps, &cursor_names, hi, direct) {
+            Err(e) if direct && e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                info!(
+                    "deduplicator: production already has rows in [{lo}, {hi}); merging them \
+                     through the staging tables"
+                );
+                commit_job(prod, &bodies, &fps, &cursor_names, hi, false)
+            }
+            other => other,
+        }
+        .map_err(Failure::Production)?;
         // Bookkeeping after the commit.
         let written_total: u64 = written.iter().sum();
         for (t, spec) in SPECS.iter().enumerate() {
@@ -1057,11 +1074,35 @@ fn commit_job(
     fps: &[FpRow],
     cursor_names: &[String],
     cursor: i64,
+    direct: bool,
 ) -> Result<Vec<u64>, postgres::Error> {
     let mut tx = client.transaction()?;
     let mut written = vec![0u64; SPECS.len()];
     for (t, spec) in SPECS.iter().enumerate() {
         if bodies[t].is_empty() {
+            continue;
+        }
+        // Trades are checked against trade_ids stored at other times, and the gap ledger is
+        // upserted: both always go through their staging table.
+        if direct
+            && matches!(
+                spec.table,
+                Table::OrderbookDeltas
+                    | Table::Tickers
+                    | Table::MarketLifecycle
+                    | Table::OrderbookSnapshots
+            )
+        {
+            send_copy(
+                &mut tx,
+                &format!(
+                    "COPY {} ({}) FROM STDIN (FORMAT binary)",
+                    spec.name(),
+                    spec.column_list()
+                ),
+                &bodies[t],
+            )?;
+            written[t] = bodies_rows(&bodies[t]);
             continue;
         }
         let stage = stage_name(spec.table);
@@ -1106,6 +1147,11 @@ fn commit_job(
     )?;
     tx.commit()?;
     Ok(written)
+}
+
+/// Tuples in a COPY body (the merge produced it, so it parses).
+fn bodies_rows(body: &[u8]) -> u64 {
+    kalshi_writer::copy::tuple_ranges(body).map_or(0, |r| r.len() as u64)
 }
 
 /// Stored fingerprints of `source` for ranges starting in `[lo, hi)`, by (table, start).
