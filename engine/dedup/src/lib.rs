@@ -1,1 +1,66 @@
-//! The deduplicator's range-sync stage: reads closed ranges from every gatherer database, merges them exactly, and feeds the writer core that writes production.
+//! # kalshi-dedup: the deduplicator's range-sync stage
+//!
+//! Three gatherers capture the same exchange events independently, each into its own local
+//! database, and each misses a few. This crate merges their captures into production so that
+//! production holds every event that any gatherer saw, exactly once (design §6).
+//!
+//! ## Layout
+//!
+//! * [`spec`] (sans-IO): per table, the column order, dedup key, time column and merge kind.
+//! * [`merge`] (sans-IO): binary COPY streams in; merged tuples and order-independent
+//!   [`merge::Fingerprint`]s out. Multiset union for deltas, tickers and lifecycle rows (the
+//!   largest count any one gatherer has, numbered in `occurrence`), set union for trades
+//!   (`trade_id`) and snapshots (one per gatherer), upsert for the gap ledger.
+//! * [`plan`] (sans-IO): gatherer liveness from their durable watermarks, when a range closes,
+//!   and which gatherer needs catching up.
+//! * [`config`]: the TOML configuration, validated at start.
+//! * [`service`]: the I/O: reads gatherers with `COPY ... TO STDOUT (FORMAT binary)`, writes
+//!   each job (one or more ranges) to production in one transaction together with its
+//!   fingerprints and cursors, and keeps going through outages.
+//! * [`metrics`], [`http`]: `/metrics`, `/health`, `/admin/recheck`.
+//!
+//! ## Watermarks
+//!
+//! A gatherer's durable watermark is `max(batch_id)` of its writer's rows in
+//! `writer_batches`. kalshi-writer commits batches in order, each with its marker in the same
+//! transaction, and a batch id is at least the wall-clock µs at which the batch was sealed; so
+//! every row the gatherer received before that time (give or take the time a row waits in a
+//! ring, which the grace covers) is committed. Exchange time precedes receive time, so a range
+//! of exchange time `[a, b)` is complete in that gatherer once its watermark passes
+//! `b + grace`. The query is an index lookup on the primary key, unlike `max(received_ts)`,
+//! which would scan the day's partition (the gatherer tables only have BRIN indexes). When the
+//! writer has pruned every marker (an empty spool right after a restart) the last known
+//! watermark is kept. An idle gatherer (no rows at all) does not advance its watermark; a
+//! gatherer more than `down_after` behind the most advanced one is treated as down.
+//!
+//! ## Exactly once
+//!
+//! * A range's rows, its fingerprints in `dedup_ranges` and the cursors in `dedup_watermarks`
+//!   commit in one transaction: after a crash the job is simply redone.
+//! * Merged copies are numbered canonically (`occurrence` 0..k-1 per key), so production's
+//!   unique keys plus `ON CONFLICT DO NOTHING` turn a repeated write into a no-op, and writing
+//!   a gatherer's rows over what production holds yields the maximum of the two counts: the
+//!   multiset union is idempotent and monotone.
+//! * Trades are deduplicated on `trade_id` alone, also against trades production holds at
+//!   another `exchange_ts` (the unique index has to include the partition column).
+//! * A gatherer that was down is read again from where it left off (minus `late_window`) when
+//!   it returns; ranges whose fingerprint for it is unchanged are skipped, changed ones are
+//!   merged over production's rows, adding only the missing copies.
+
+pub mod config;
+pub mod http;
+pub mod merge;
+pub mod metrics;
+pub mod plan;
+pub mod service;
+pub mod spec;
+
+pub use config::{Config, ConfigError, ConfigErrors, DbTarget, GathererTarget};
+pub use merge::Fingerprint;
+pub use metrics::DedupMetrics;
+pub use plan::{GathererStatus, Planner};
+pub use service::{DedupError, Deduplicator, HealthSnapshot, Shared, Totals};
+
+/// The `source` of merged results in `dedup_ranges`, and the frontier's name in
+/// `dedup_watermarks`. Not allowed as a gatherer name.
+pub const MERGED_SOURCE: &str = "merged";
