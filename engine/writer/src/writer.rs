@@ -74,6 +74,11 @@ pub struct WriterConfig {
     pub shutdown_timeout: Duration,
     /// How long the writer sleeps when there is nothing to do. Default 1 ms.
     pub idle_sleep: Duration,
+    /// When no batch has been sealed for this long and nothing is waiting, commit an empty batch
+    /// (just its `writer_batches` marker). The newest marker is the writer's durable watermark,
+    /// which the deduplicator reads to decide that a time range is complete; without this a
+    /// quiet writer would hold every range open. `None` disables it. Default 1 s.
+    pub idle_commit: Option<Duration>,
 }
 
 impl std::fmt::Debug for WriterConfig {
@@ -91,6 +96,7 @@ impl std::fmt::Debug for WriterConfig {
             .field("core", &self.core)
             .field("statement_timeout", &self.statement_timeout)
             .field("lock_timeout", &self.lock_timeout)
+            .field("idle_commit", &self.idle_commit)
             .finish_non_exhaustive()
     }
 }
@@ -121,6 +127,7 @@ impl WriterConfig {
             retry_delay_max: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             idle_sleep: Duration::from_millis(1),
+            idle_commit: Some(Duration::from_secs(1)),
         }
     }
 
@@ -159,6 +166,12 @@ impl WriterConfig {
         }
         if self.batch_age_max.is_zero() {
             return bad("batch_age_max", "must be more than zero");
+        }
+        if self.idle_commit.is_some_and(|d| d.is_zero()) {
+            return bad(
+                "idle_commit",
+                "must be more than zero (or unset to disable)",
+            );
         }
         if self.spool.segment_bytes < 4096 {
             return bad("spool.segment_bytes", "must be at least 4 KiB");
@@ -294,6 +307,7 @@ impl Writer {
             next_id,
             check_markers: !spool.pending().is_empty(),
             spool_was_full: false,
+            last_seal: Instant::now(),
             report: WriterReport {
                 recovery: recovery.clone(),
                 ..WriterReport::default()
@@ -770,6 +784,8 @@ struct WriterCore {
     target: String,
     /// Whether the last seal failed for lack of spool room (for logging once per episode).
     spool_was_full: bool,
+    /// When the last batch was sealed (for [`WriterConfig::idle_commit`]).
+    last_seal: Instant,
 }
 
 /// Rows taken from one ring per pass, so that several rings are served fairly.
@@ -793,6 +809,16 @@ impl WriterCore {
                 .open_since
                 .is_some_and(|t| now.duration_since(t) >= self.cfg.batch_age_max);
             if self.open_rows > 0 && (self.open_full() || age_due || (stopping && rings_empty)) {
+                self.seal()?;
+            } else if self.open_rows == 0
+                && !stopping
+                && self.spool.pending().is_empty()
+                && self
+                    .cfg
+                    .idle_commit
+                    .is_some_and(|idle| now.duration_since(self.last_seal) >= idle)
+            {
+                // Nothing to write for a while: an empty batch advances the durable watermark.
                 self.seal()?;
             }
             let committed = self.commit_some(now);
@@ -901,6 +927,7 @@ impl WriterCore {
         self.open_rows = 0;
         self.open_bytes = 0;
         self.open_since = None;
+        self.last_seal = Instant::now();
         Ok(())
     }
 

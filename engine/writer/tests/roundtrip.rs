@@ -481,3 +481,49 @@ fn gatherer_role_is_confined() {
             .is_empty()
     );
 }
+
+/// A writer with nothing to write still commits an empty batch (its marker) every
+/// `idle_commit`, so its durable watermark (the newest `writer_batches` id) keeps moving.
+#[test]
+fn idle_writer_advances_its_watermark() {
+    let pg = cluster(&MigrateOptions::gatherer());
+    let mut admin = client(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&pg.url("kalshi"), "idle", dir.path());
+    cfg.idle_commit = Some(Duration::from_millis(50));
+    let (writer, _producers) = Writer::start(cfg, &Registry::new()).unwrap();
+    let newest = |admin: &mut postgres::Client| -> (i64, Option<i64>) {
+        let row = admin
+            .query_one(
+                "SELECT count(*), max(batch_id)::bigint FROM writer_batches WHERE writer_id = 'idle'",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut first = None;
+    loop {
+        let (count, max) = newest(&mut admin);
+        if let Some(max) = max {
+            match first {
+                None => first = Some(max),
+                Some(f) if max > f => break,
+                Some(_) => {}
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watermark stuck: {count} markers"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let report = writer.shutdown().unwrap();
+    assert_eq!(report.pending_batches, 0);
+    // Empty batches wrote no data rows.
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM orderbook_deltas", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+}
