@@ -45,7 +45,7 @@ const DIGITS_MAX: u32 = 18;
 /// `None` means "not handled here: use the simd-json path". The frame is only read.
 #[inline(always)]
 pub(crate) fn decode(frame: &[u8]) -> Option<Record> {
-    let mut record = Record::Trade(EMPTY_TRADE);
+    let mut record = Record::default();
     decode_into(frame, &mut record)?;
     Some(record)
 }
@@ -69,6 +69,49 @@ pub(crate) fn decode_into(frame: &[u8], slot: &mut Record) -> Option<()> {
     } else {
         return None;
     };
+    let after_type = cursor.at;
+    let header = match envelope_in_order(&mut cursor, kind, slot) {
+        Some(header) => header,
+        None => {
+            cursor.at = after_type;
+            envelope_any_order(&mut cursor, kind, slot)?
+        }
+    };
+    match slot {
+        Record::Delta(delta) => delta.header = header,
+        Record::Trade(trade) => trade.header = header,
+        Record::Ticker(ticker) => ticker.header = header,
+        _ => return None,
+    }
+    Some(())
+}
+
+/// The rest of a frame after its `type`, as Kalshi sends it: `,"sid":N,"seq":N,"msg":{...}}`
+/// (ticker frames have no `seq`), with the message read into `slot`; returns the envelope.
+/// It is the special case of [`envelope_any_order`] where every key comes in its usual place.
+#[inline(always)]
+fn envelope_in_order(cursor: &mut Cursor<'_>, kind: Kind, slot: &mut Record) -> Option<Header> {
+    cursor.tag(b",\"sid\":")?;
+    let sid = cursor.positive()?;
+    let seq = if cursor.tag(b",\"seq\":").is_some() {
+        Some(cursor.positive()?)
+    } else {
+        None
+    };
+    cursor.tag(b",\"msg\":{")?;
+    message(cursor, kind, slot)?;
+    cursor.tag(b"}")?;
+    (cursor.at == cursor.bytes.len()).then_some(Header {
+        id: None,
+        sid: Some(sid),
+        seq,
+    })
+}
+
+/// The rest of a frame after its `type`, with the envelope keys in any order (each at most
+/// once, `msg` required), and the message read into `slot`; returns the envelope.
+#[cold]
+fn envelope_any_order(cursor: &mut Cursor<'_>, kind: Kind, slot: &mut Record) -> Option<Header> {
     let mut header = Header::default();
     let (mut seen, mut expected) = (0, 0);
     loop {
@@ -89,25 +132,25 @@ pub(crate) fn decode_into(frame: &[u8], slot: &mut Record) -> Option<()> {
                 if !cursor.eat(b'{') {
                     return None;
                 }
-                match kind {
-                    Kind::Delta => delta(&mut cursor, delta_slot(slot)?)?,
-                    Kind::Trade => trade(&mut cursor, trade_slot(slot)?)?,
-                    Kind::Ticker => ticker(&mut cursor, ticker_slot(slot)?)?,
-                }
+                message(cursor, kind, slot)?;
             }
         }
     }
     // The `msg` object is required (the slot may hold an older record of the same kind).
-    if cursor.at != frame.len() || seen & 0b100 == 0 {
+    if cursor.at != cursor.bytes.len() || seen & 0b100 == 0 {
         return None;
     }
-    match slot {
-        Record::Delta(delta) => delta.header = header,
-        Record::Trade(trade) => trade.header = header,
-        Record::Ticker(ticker) => ticker.header = header,
-        _ => return None,
+    Some(header)
+}
+
+/// The `msg` object of a `kind` frame, after its `{`, into `slot` (all but the header).
+#[inline(always)]
+fn message(cursor: &mut Cursor<'_>, kind: Kind, slot: &mut Record) -> Option<()> {
+    match kind {
+        Kind::Delta => delta(cursor, delta_slot(slot)?),
+        Kind::Trade => trade(cursor, trade_slot(slot)?),
+        Kind::Ticker => ticker(cursor, ticker_slot(slot)?),
     }
-    Some(())
 }
 
 /// The envelope no frame has yet.
@@ -558,17 +601,34 @@ impl<'f> Cursor<'f> {
         Some(seconds * MICROS_PER_SECOND + i64::try_from(micros).ok()?)
     }
 
-    /// An inline identifier: a string within the capacity.
+    /// An inline identifier: a string (as [`Cursor::string`] reads it) within the capacity.
     #[inline(always)]
     fn inline<const N: usize>(&mut self) -> Option<InlineStr<N>> {
-        let start = self.at + 1;
-        let text = self.string()?;
-        // `string` only accepts printable ASCII. The window is there unless the string ends
-        // the frame, which the callers' frames never do.
-        match self.bytes.get(start..start + 64) {
-            Some(window) => InlineStr::from_ascii_window(window.try_into().ok()?, text.len()),
-            None => InlineStr::from_ascii(text),
+        // The 64 bytes after the opening quote hold any string that fits the capacity (at most
+        // 63 bytes) and its closing quote. They are there unless the string ends the frame.
+        let Some(window) = self.bytes.get(self.at + 1..self.at + 65) else {
+            return InlineStr::from_ascii(self.string()?);
+        };
+        let window: &[u8; 64] = window.try_into().ok()?;
+        if self.bytes.get(self.at) != Some(&b'"') {
+            return None;
         }
+        let mut end = window.len();
+        for (index, chunk) in window.chunks_exact(8).enumerate() {
+            let special = special_bytes(u64::from_le_bytes(chunk.try_into().ok()?));
+            if special != 0 {
+                // The lowest flagged byte is a true hit (see `special_bytes`).
+                end = 8 * index + (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+        }
+        // The string ends at the first special byte only when that is a quote; any other
+        // (an escape, a control or non-ASCII byte), or none within the window, declines.
+        if window.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.at += end + 2;
+        InlineStr::from_ascii_window(window, end)
     }
 
     /// Consumes `text` (a key, with what surrounds it) when it comes next; `None` otherwise.
