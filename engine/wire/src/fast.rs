@@ -321,7 +321,11 @@ impl<'f> Cursor<'f> {
         let len = self.bytes.len();
         let last: [u8; 8] = self.bytes.get(len.checked_sub(8)?..)?.try_into().ok()?;
         let missing = 8 - len.checked_sub(self.at)?.min(8);
-        Some(u64::from_le_bytes(last).checked_shr(8 * missing as u32).unwrap_or(0))
+        Some(
+            u64::from_le_bytes(last)
+                .checked_shr(8 * missing as u32)
+                .unwrap_or(0),
+        )
     }
 
     /// [`Cursor::digits`] over the last few bytes of a frame shorter than eight bytes, one at

@@ -595,9 +595,10 @@ fn fast_path_near_misses() {
         ),
         (
             "delta ts_ms first",
-            DELTA
-                .replace(r#","ts_ms":1787838983996"#, "")
-                .replace(r#""market_ticker""#, r#""ts_ms":1787838983996,"market_ticker""#),
+            DELTA.replace(r#","ts_ms":1787838983996"#, "").replace(
+                r#""market_ticker""#,
+                r#""ts_ms":1787838983996,"market_ticker""#,
+            ),
             fast,
         ),
         // Identifiers and numbers that end near the end of the frame (read without the
@@ -606,7 +607,10 @@ fn fast_path_near_misses() {
             "ticker last",
             TRADE
                 .replace(r#""market_ticker":"KXCRYPTOLEAD15M-26SEP210115-HYPE","#, "")
-                .replace("}}", r#","market_ticker":"KXCRYPTOLEAD15M-26SEP210115-HYPE"}}"#),
+                .replace(
+                    "}}",
+                    r#","market_ticker":"KXCRYPTOLEAD15M-26SEP210115-HYPE"}}"#,
+                ),
             fast,
         ),
         ("ts_ms one digit", DELTA.replace("1787838983996", "7"), fast),
