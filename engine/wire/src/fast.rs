@@ -71,11 +71,12 @@ pub(crate) fn decode_into(frame: &[u8], slot: &mut Record) -> Option<()> {
     };
     let after_type = cursor.at;
     let header = match envelope_in_order(&mut cursor, kind, slot) {
-        Some(header) => header,
-        None => {
+        Envelope::Read(header) => header,
+        Envelope::OutOfOrder => {
             cursor.at = after_type;
             envelope_any_order(&mut cursor, kind, slot)?
         }
+        Envelope::Declined => return None,
     };
     match slot {
         Record::Delta(delta) => delta.header = header,
@@ -86,11 +87,41 @@ pub(crate) fn decode_into(frame: &[u8], slot: &mut Record) -> Option<()> {
     Some(())
 }
 
+/// What [`envelope_in_order`] found.
+enum Envelope {
+    /// The frame, read; its envelope.
+    Read(Header),
+    /// Not the usual shape: [`envelope_any_order`] decides.
+    OutOfOrder,
+    /// The message itself was declined. [`envelope_any_order`] would read it from the same
+    /// position, and decline it too.
+    Declined,
+}
+
 /// The rest of a frame after its `type`, as Kalshi sends it: `,"sid":N,"seq":N,"msg":{...}}`
-/// (ticker frames have no `seq`), with the message read into `slot`; returns the envelope.
-/// It is the special case of [`envelope_any_order`] where every key comes in its usual place.
+/// (ticker frames have no `seq`), with the message read into `slot`. It is the special case of
+/// [`envelope_any_order`] where every key comes in its usual place.
 #[inline(always)]
-fn envelope_in_order(cursor: &mut Cursor<'_>, kind: Kind, slot: &mut Record) -> Option<Header> {
+fn envelope_in_order(cursor: &mut Cursor<'_>, kind: Kind, slot: &mut Record) -> Envelope {
+    let Some((sid, seq)) = envelope_head(cursor) else {
+        return Envelope::OutOfOrder;
+    };
+    if message(cursor, kind, slot).is_none() {
+        return Envelope::Declined;
+    }
+    if cursor.tag(b"}").is_none() || cursor.at != cursor.bytes.len() {
+        return Envelope::OutOfOrder;
+    }
+    Envelope::Read(Header {
+        id: None,
+        sid: Some(sid),
+        seq,
+    })
+}
+
+/// `,"sid":N[,"seq":N],"msg":{`: the `sid` and the `seq`, if any.
+#[inline(always)]
+fn envelope_head(cursor: &mut Cursor<'_>) -> Option<(NonZeroU64, Option<NonZeroU64>)> {
     cursor.tag(b",\"sid\":")?;
     let sid = cursor.positive()?;
     let seq = if cursor.tag(b",\"seq\":").is_some() {
@@ -99,13 +130,7 @@ fn envelope_in_order(cursor: &mut Cursor<'_>, kind: Kind, slot: &mut Record) -> 
         None
     };
     cursor.tag(b",\"msg\":{")?;
-    message(cursor, kind, slot)?;
-    cursor.tag(b"}")?;
-    (cursor.at == cursor.bytes.len()).then_some(Header {
-        id: None,
-        sid: Some(sid),
-        seq,
-    })
+    Some((sid, seq))
 }
 
 /// The rest of a frame after its `type`, with the envelope keys in any order (each at most
