@@ -4,9 +4,10 @@
 //! Kalshi sends them in one compact shape: no whitespace, no escapes, `type` first, the current
 //! fixed-point fields in a stable key order. For such a frame, simd-json's tape costs more than
 //! everything else together (`bench/README.md`), so this module reads the frame's bytes directly:
-//! it expects each key in Kalshi's usual order (and looks a key up among the known ones when the
-//! order differs), and parses decimal strings, identifiers and timestamps straight from the
-//! input.
+//! first as a straight sequence of `,"key":value` steps in Kalshi's usual order (each key one
+//! constant-length compare, each value written straight into the record), and, when the order
+//! differs or a key is missing, again with each key looked up among the known ones. It parses
+//! decimal strings, identifiers and timestamps straight from the input.
 //!
 //! It is strict, not tolerant: it accepts a frame only when it is sure that the simd-json path
 //! ([`crate::Decoder::decode_tape_only`]) would produce exactly the same [`Record`]. Anything
