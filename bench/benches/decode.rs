@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use kalshi_bench::alloc::{AllocCounts, CountingAlloc};
 use kalshi_bench::decoders::{
-    self, Baseline, CopyOnly, FrameDecoder, Ours, OursTapeOnly, TapeOnly, TapePadded,
+    self, Baseline, CopyOnly, FrameDecoder, Ours, OursInto, OursTapeOnly, TapeOnly, TapePadded,
 };
 use kalshi_bench::frames::{self, MIX, Workload};
 
@@ -74,6 +74,7 @@ fn options() -> Options {
 enum Any {
     Copy(CopyOnly),
     Ours(Box<Ours>),
+    OursInto(Box<OursInto>),
     OursTapeOnly(Box<OursTapeOnly>),
     Baseline(Baseline),
     Tape(TapeOnly),
@@ -95,6 +96,7 @@ impl Any {
             Any::Padded(Box::default()),
             Any::OursTapeOnly(Box::default()),
             Any::Ours(Box::default()),
+            Any::OursInto(Box::default()),
         ]
     }
 
@@ -102,6 +104,7 @@ impl Any {
         match self {
             Any::Copy(d) => d.name(),
             Any::Ours(d) => d.name(),
+            Any::OursInto(d) => d.name(),
             Any::OursTapeOnly(d) => d.name(),
             Any::Baseline(d) => d.name(),
             Any::Tape(d) => d.name(),
@@ -126,6 +129,7 @@ impl Any {
         match self {
             Any::Copy(d) => d.run(frames, start, count, scratch),
             Any::Ours(d) => d.run(frames, start, count, scratch),
+            Any::OursInto(d) => d.run(frames, start, count, scratch),
             Any::OursTapeOnly(d) => d.run(frames, start, count, scratch),
             Any::Baseline(d) => d.run(frames, start, count, scratch),
             Any::Tape(d) => d.run(frames, start, count, scratch),
@@ -446,22 +450,25 @@ fn main() {
          `Decoder::decode_tape_only` (the simd-json path alone, i.e. kalshi-wire without its \
          byte-level fast path), and `walk + normalize` = tape-only − fill_tape. `kalshi-wire` is \
          `Decoder::decode` (fast path first; frames it declines go through the simd-json path), \
-         and `fast path` is the share of the workload's frames the fast path decoded.\n"
+         `decode_into` is `Decoder::decode_into` (the same, writing the record into a slot kept \
+         between frames instead of returning it by value), and `fast path` is the share of the \
+         workload's frames the fast path decoded.\n"
     );
     let _ = writeln!(
         out,
         "| workload | copy | fill_tape (incl. copy) | fill_tape_padded (incl. copy) | tape-only | \
-         walk + normalize | **kalshi-wire** | fast path |"
+         walk + normalize | **kalshi-wire** | decode_into | fast path |"
     );
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
     for workload in &workloads {
         let t = time_workload(workload, Any::parts(), &options, &mut scratch);
-        let [copy, tape, padded, tape_only, ours] =
-            [t.ns[0].0, t.ns[1].0, t.ns[2].0, t.ns[3].0, t.ns[4].0];
+        let [copy, tape, padded, tape_only, ours, into] = [
+            t.ns[0].0, t.ns[1].0, t.ns[2].0, t.ns[3].0, t.ns[4].0, t.ns[5].0,
+        ];
         let _ = writeln!(
             out,
             "| {} | {copy:.0} | {tape:.0} | {padded:.0} | {tape_only:.0} | {:.0} | **{ours:.0}** | \
-             {:.0}% |",
+             {into:.0} | {:.0}% |",
             workload.name,
             tape_only - tape,
             fast_share(&workload.frames) * 100.0

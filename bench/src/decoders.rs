@@ -40,7 +40,13 @@ pub trait FrameDecoder {
 /// A digest of a product record.
 #[must_use]
 pub fn record_checksum(decoded: &Decoded<'_>) -> u64 {
-    match &decoded.record {
+    record_digest(&decoded.record)
+}
+
+/// A digest of a product record (the part of [`record_checksum`] that needs no [`Decoded`]).
+#[must_use]
+pub fn record_digest(record: &Record) -> u64 {
+    match record {
         Record::Delta(d) => (d.price_e6 ^ d.delta_e2 ^ d.exchange_ts.unwrap_or(0)) as u64,
         Record::Trade(t) => (t.yes_price_e6 ^ t.count_e2) as u64,
         Record::Ticker(t) => t.yes_bid_e6.unwrap_or(0) as u64,
@@ -66,6 +72,29 @@ impl FrameDecoder for Ours {
     fn decode(&mut self, frame: &mut [u8]) -> u64 {
         match &self.decoder.decode(frame) {
             Ok(decoded) => record_checksum(decoded),
+            Err(_) => u64::MAX,
+        }
+    }
+}
+
+/// The product through `Decoder::decode_into`: the record is written into a slot kept between
+/// frames instead of being returned by value.
+#[derive(Debug, Default)]
+pub struct OursInto {
+    /// The decoder under test.
+    pub decoder: Decoder,
+    /// The reused record slot.
+    pub slot: Record,
+}
+
+impl FrameDecoder for OursInto {
+    fn name(&self) -> &'static str {
+        "kalshi-wire decode_into"
+    }
+
+    fn decode(&mut self, frame: &mut [u8]) -> u64 {
+        match self.decoder.decode_into(frame, &mut self.slot) {
+            Ok(_) => record_digest(&self.slot),
             Err(_) => u64::MAX,
         }
     }
@@ -270,13 +299,15 @@ pub fn baselines() -> Vec<Baseline> {
 
 /// Checks that the product and every baseline decode every frame, that for deltas, trades,
 /// tickers and snapshots (levels included) they produce identical records, and that the
-/// product's fast path and simd-json path agree exactly on every frame.
+/// product's fast path, simd-json path and `decode_into` agree exactly on every frame.
 ///
 /// # Errors
 /// A description of the first frame on which they disagree.
 pub fn verify(frames: &[Vec<u8>]) -> Result<usize, String> {
     let mut ours = Decoder::default();
     let mut tape_only = Decoder::default();
+    let mut into = Decoder::default();
+    let mut slot = Record::default();
     let mut baselines = baselines();
     let mut compared = 0;
     for pristine in frames {
@@ -290,6 +321,15 @@ pub fn verify(frames: &[Vec<u8>]) -> Result<usize, String> {
         if Ok(decoded) != reference {
             return Err(format!(
                 "kalshi-wire's two paths disagree on {text}:\n  decode: {decoded:?}\n  tape-only: {reference:?}"
+            ));
+        }
+        let mut third = pristine.clone();
+        let aux = into
+            .decode_into(&mut third, &mut slot)
+            .map_err(|e| format!("kalshi-wire decode_into refused {text}: {e}"))?;
+        if slot != decoded.record || aux != decoded.aux {
+            return Err(format!(
+                "kalshi-wire's decode_into disagrees on {text}:\n  decode: {decoded:?}\n  decode_into: {slot:?}"
             ));
         }
         for baseline in &mut baselines {

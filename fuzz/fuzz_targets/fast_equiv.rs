@@ -1,8 +1,9 @@
 //! Fuzz target: the decoder's byte-level fast path against its simd-json path.
 //!
 //! Invariant (checked by `kalshi_wire::invariants::Checker::check_fast_path`): for every input,
-//! `Decoder::decode` (fast path first) and `Decoder::decode_tape_only` (simd-json only) give
-//! identical results: the same record and auxiliary data, or the same error. No input panics.
+//! `Decoder::decode` (fast path first), `Decoder::decode_tape_only` (simd-json only) and
+//! `Decoder::decode_into` (into a record slot reused from one input to the next) give identical
+//! results: the same record and auxiliary data, or the same error. No input panics.
 #![no_main]
 
 use kalshi_wire::invariants::Checker;

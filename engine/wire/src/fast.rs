@@ -4,9 +4,10 @@
 //! Kalshi sends them in one compact shape: no whitespace, no escapes, `type` first, the current
 //! fixed-point fields in a stable key order. For such a frame, simd-json's tape costs more than
 //! everything else together (`bench/README.md`), so this module reads the frame's bytes directly:
-//! it expects each key in Kalshi's usual order (and looks a key up among the known ones when the
-//! order differs), and parses decimal strings, identifiers and timestamps straight from the
-//! input.
+//! first as a straight sequence of `,"key":value` steps in Kalshi's usual order (each key one
+//! constant-length compare, each value written straight into the record), and, when the order
+//! differs or a key is missing, again with each key looked up among the known ones. It parses
+//! decimal strings, identifiers and timestamps straight from the input.
 //!
 //! It is strict, not tolerant: it accepts a frame only when it is sure that the simd-json path
 //! ([`crate::Decoder::decode_tape_only`]) would produce exactly the same [`Record`]. Anything
@@ -45,6 +46,16 @@ const DIGITS_MAX: u32 = 18;
 /// `None` means "not handled here: use the simd-json path". The frame is only read.
 #[inline(always)]
 pub(crate) fn decode(frame: &[u8]) -> Option<Record> {
+    let mut record = Record::default();
+    decode_into(frame, &mut record)?;
+    Some(record)
+}
+
+/// [`decode`] into `slot`, which is overwritten only in part when the frame is declined
+/// (`None`): its content is then unspecified. When `slot` already holds a record of the frame's
+/// kind, its fields are overwritten in place, so a reused slot is never moved or copied whole.
+#[inline(always)]
+pub(crate) fn decode_into(frame: &[u8], slot: &mut Record) -> Option<()> {
     let mut cursor = Cursor {
         bytes: frame,
         at: 0,
@@ -59,8 +70,75 @@ pub(crate) fn decode(frame: &[u8]) -> Option<Record> {
     } else {
         return None;
     };
+    let after_type = cursor.at;
+    let header = match envelope_in_order(&mut cursor, kind, slot) {
+        Envelope::Read(header) => header,
+        Envelope::OutOfOrder => {
+            cursor.at = after_type;
+            envelope_any_order(&mut cursor, kind, slot)?
+        }
+        Envelope::Declined => return None,
+    };
+    match slot {
+        Record::Delta(delta) => delta.header = header,
+        Record::Trade(trade) => trade.header = header,
+        Record::Ticker(ticker) => ticker.header = header,
+        _ => return None,
+    }
+    Some(())
+}
+
+/// What [`envelope_in_order`] found.
+enum Envelope {
+    /// The frame, read; its envelope.
+    Read(Header),
+    /// Not the usual shape: [`envelope_any_order`] decides.
+    OutOfOrder,
+    /// The message itself was declined. [`envelope_any_order`] would read it from the same
+    /// position, and decline it too.
+    Declined,
+}
+
+/// The rest of a frame after its `type`, as Kalshi sends it: `,"sid":N,"seq":N,"msg":{...}}`
+/// (ticker frames have no `seq`), with the message read into `slot`. It is the special case of
+/// [`envelope_any_order`] where every key comes in its usual place.
+#[inline(always)]
+fn envelope_in_order(cursor: &mut Cursor<'_>, kind: Kind, slot: &mut Record) -> Envelope {
+    let Some((sid, seq)) = envelope_head(cursor) else {
+        return Envelope::OutOfOrder;
+    };
+    if message(cursor, kind, slot).is_none() {
+        return Envelope::Declined;
+    }
+    if cursor.tag(b"}").is_none() || cursor.at != cursor.bytes.len() {
+        return Envelope::OutOfOrder;
+    }
+    Envelope::Read(Header {
+        id: None,
+        sid: Some(sid),
+        seq,
+    })
+}
+
+/// `,"sid":N[,"seq":N],"msg":{`: the `sid` and the `seq`, if any.
+#[inline(always)]
+fn envelope_head(cursor: &mut Cursor<'_>) -> Option<(NonZeroU64, Option<NonZeroU64>)> {
+    cursor.tag(b",\"sid\":")?;
+    let sid = cursor.positive()?;
+    let seq = if cursor.tag(b",\"seq\":").is_some() {
+        Some(cursor.positive()?)
+    } else {
+        None
+    };
+    cursor.tag(b",\"msg\":{")?;
+    Some((sid, seq))
+}
+
+/// The rest of a frame after its `type`, with the envelope keys in any order (each at most
+/// once, `msg` required), and the message read into `slot`; returns the envelope.
+#[cold]
+fn envelope_any_order(cursor: &mut Cursor<'_>, kind: Kind, slot: &mut Record) -> Option<Header> {
     let mut header = Header::default();
-    let mut record = None;
     let (mut seen, mut expected) = (0, 0);
     loop {
         match cursor.next()? {
@@ -80,25 +158,112 @@ pub(crate) fn decode(frame: &[u8]) -> Option<Record> {
                 if !cursor.eat(b'{') {
                     return None;
                 }
-                record = Some(match kind {
-                    Kind::Delta => Record::Delta(delta(&mut cursor)?),
-                    Kind::Trade => Record::Trade(trade(&mut cursor)?),
-                    Kind::Ticker => Record::Ticker(ticker(&mut cursor)?),
-                });
+                message(cursor, kind, slot)?;
             }
         }
     }
-    if cursor.at != frame.len() {
+    // The `msg` object is required (the slot may hold an older record of the same kind).
+    if cursor.at != cursor.bytes.len() || seen & 0b100 == 0 {
         return None;
     }
-    let mut record = record?;
-    match &mut record {
-        Record::Delta(delta) => delta.header = header,
-        Record::Trade(trade) => trade.header = header,
-        Record::Ticker(ticker) => ticker.header = header,
-        _ => return None,
+    Some(header)
+}
+
+/// The `msg` object of a `kind` frame, after its `{`, into `slot` (all but the header).
+#[inline(always)]
+fn message(cursor: &mut Cursor<'_>, kind: Kind, slot: &mut Record) -> Option<()> {
+    match kind {
+        Kind::Delta => delta(cursor, delta_slot(slot)?),
+        Kind::Trade => trade(cursor, trade_slot(slot)?),
+        Kind::Ticker => ticker(cursor, ticker_slot(slot)?),
     }
-    Some(record)
+}
+
+/// The envelope no frame has yet.
+const NO_HEADER: Header = Header {
+    id: None,
+    sid: None,
+    seq: None,
+};
+
+/// A delta to start a slot with (every field is overwritten).
+const EMPTY_DELTA: Delta = Delta {
+    header: NO_HEADER,
+    exchange_ts: None,
+    price_e6: 0,
+    delta_e2: 0,
+    side: Side::Yes,
+    ticker: InlineStr::empty(),
+    market_id: InlineStr::empty(),
+};
+
+/// A trade to start a slot with (every field is overwritten).
+const EMPTY_TRADE: Trade = Trade {
+    header: NO_HEADER,
+    exchange_ts: None,
+    yes_price_e6: 0,
+    no_price_e6: 0,
+    count_e2: 0,
+    ticker: InlineStr::empty(),
+    trade_id: InlineStr::empty(),
+    taker_side: None,
+    taker_outcome_side: None,
+    taker_book_side: None,
+    is_block_trade: None,
+};
+
+/// A ticker update with every field absent.
+const EMPTY_TICKER: TickerUpdate = TickerUpdate {
+    header: NO_HEADER,
+    exchange_ts: None,
+    ticker: InlineStr::empty(),
+    market_id: InlineStr::empty(),
+    price_e6: None,
+    yes_bid_e6: None,
+    yes_ask_e6: None,
+    yes_bid_size_e2: None,
+    yes_ask_size_e2: None,
+    last_trade_size_e2: None,
+    volume_e2: None,
+    open_interest_e2: None,
+    dollar_volume_e6: None,
+    dollar_open_interest_e6: None,
+};
+
+/// The delta in `slot`, which is made one first when it holds another kind of record.
+#[inline(always)]
+fn delta_slot(slot: &mut Record) -> Option<&mut Delta> {
+    if !matches!(slot, Record::Delta(_)) {
+        *slot = Record::Delta(EMPTY_DELTA);
+    }
+    match slot {
+        Record::Delta(delta) => Some(delta),
+        _ => None,
+    }
+}
+
+/// The trade in `slot`, which is made one first when it holds another kind of record.
+#[inline(always)]
+fn trade_slot(slot: &mut Record) -> Option<&mut Trade> {
+    if !matches!(slot, Record::Trade(_)) {
+        *slot = Record::Trade(EMPTY_TRADE);
+    }
+    match slot {
+        Record::Trade(trade) => Some(trade),
+        _ => None,
+    }
+}
+
+/// The ticker update in `slot`, which is made one first when it holds another kind of record.
+#[inline(always)]
+fn ticker_slot(slot: &mut Record) -> Option<&mut TickerUpdate> {
+    if !matches!(slot, Record::Ticker(_)) {
+        *slot = Record::Ticker(EMPTY_TICKER);
+    }
+    match slot {
+        Record::Ticker(ticker) => Some(ticker),
+        _ => None,
+    }
 }
 
 /// The envelope keys after `type`, in Kalshi's order.
@@ -153,10 +318,14 @@ impl<'f> Cursor<'f> {
         debug_assert!(max <= 19);
         let (mut value, mut count) = (0u64, 0u32);
         loop {
-            let Some(chunk) = self.bytes.get(self.at..self.at + 8) else {
-                return self.digits_tail(value, count, max);
+            let word = match self.bytes.get(self.at..self.at + 8) {
+                Some(chunk) => u64::from_le_bytes(chunk.try_into().ok()?),
+                None => match self.last_word() {
+                    Some(word) => word,
+                    None => return self.digits_tail(value, count, max),
+                },
             };
-            let (run, run_value) = eight_digits(u64::from_le_bytes(chunk.try_into().ok()?));
+            let (run, run_value) = eight_digits(word);
             count += run;
             if count > max {
                 return None;
@@ -170,7 +339,23 @@ impl<'f> Cursor<'f> {
         }
     }
 
-    /// [`Cursor::digits`] over the last few bytes of the frame, one at a time.
+    /// The fewer than eight bytes left at the cursor, as a word whose missing top bytes are
+    /// zeros (not digits), read from the frame's last eight bytes; `None` when the frame is
+    /// shorter than that.
+    #[inline(always)]
+    fn last_word(&self) -> Option<u64> {
+        let len = self.bytes.len();
+        let last: [u8; 8] = self.bytes.get(len.checked_sub(8)?..)?.try_into().ok()?;
+        let missing = 8 - len.checked_sub(self.at)?.min(8);
+        Some(
+            u64::from_le_bytes(last)
+                .checked_shr(8 * missing as u32)
+                .unwrap_or(0),
+        )
+    }
+
+    /// [`Cursor::digits`] over the last few bytes of a frame shorter than eight bytes, one at
+    /// a time.
     #[cold]
     fn digits_tail(&mut self, mut value: u64, mut count: u32, max: u32) -> Option<(u64, u32)> {
         while let Some(digit) = self.bytes.get(self.at).and_then(|b| {
@@ -446,10 +631,47 @@ impl<'f> Cursor<'f> {
         Some(seconds * MICROS_PER_SECOND + i64::try_from(micros).ok()?)
     }
 
-    /// An inline identifier: a string within the capacity.
+    /// An inline identifier: a string (as [`Cursor::string`] reads it) within the capacity.
     #[inline(always)]
     fn inline<const N: usize>(&mut self) -> Option<InlineStr<N>> {
-        InlineStr::from_ascii(self.string()?)
+        // The 64 bytes after the opening quote hold any string that fits the capacity (at most
+        // 63 bytes) and its closing quote. They are there unless the string ends the frame.
+        let Some(window) = self.bytes.get(self.at + 1..self.at + 65) else {
+            return InlineStr::from_ascii(self.string()?);
+        };
+        let window: &[u8; 64] = window.try_into().ok()?;
+        if self.bytes.get(self.at) != Some(&b'"') {
+            return None;
+        }
+        let mut end = window.len();
+        for (index, chunk) in window.chunks_exact(8).enumerate() {
+            let special = special_bytes(u64::from_le_bytes(chunk.try_into().ok()?));
+            if special != 0 {
+                // The lowest flagged byte is a true hit (see `special_bytes`).
+                end = 8 * index + (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+        }
+        // The string ends at the first special byte only when that is a quote; any other
+        // (an escape, a control or non-ASCII byte), or none within the window, declines.
+        if window.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.at += end + 2;
+        InlineStr::from_ascii_window(window, end)
+    }
+
+    /// Consumes `text` (a key, with what surrounds it) when it comes next; `None` otherwise.
+    /// The length is a constant, so the comparison is a few word compares.
+    #[inline(always)]
+    fn tag<const N: usize>(&mut self, text: &[u8; N]) -> Option<()> {
+        let end = self.at + N;
+        let here: &[u8; N] = self.bytes.get(self.at..end)?.try_into().ok()?;
+        if here != text {
+            return None;
+        }
+        self.at = end;
+        Some(())
     }
 
     /// After a value: `true` when another field follows (`,`), `false` at the end of the
@@ -585,8 +807,46 @@ const DELTA_KEYS: [Key; 7] = [
     key(b"\"ts_ms\":"),
 ];
 
-/// The `msg` object of an `orderbook_delta`, after its `{`.
-fn delta(cursor: &mut Cursor<'_>) -> Option<Delta> {
+/// The `msg` object of an `orderbook_delta`, after its `{`, into `out` (all but its header).
+/// `out` is left partly overwritten when this returns `None`.
+#[inline(always)]
+fn delta(cursor: &mut Cursor<'_>, out: &mut Delta) -> Option<()> {
+    let start = cursor.at;
+    if delta_in_order(cursor, out).is_some() {
+        return Some(());
+    }
+    cursor.at = start;
+    *out = delta_any_order(cursor)?;
+    Some(())
+}
+
+/// A delta `msg` exactly as Kalshi sends it today: every current field, in [`DELTA_KEYS`]
+/// order, read straight into `out` (all but its header). It is the special case of
+/// [`delta_any_order`] where every key comes in its expected place, and reads the same.
+#[inline(always)]
+fn delta_in_order(cursor: &mut Cursor<'_>, out: &mut Delta) -> Option<()> {
+    cursor.tag(b"\"market_ticker\":")?;
+    out.ticker = cursor.inline()?;
+    cursor.tag(b",\"market_id\":")?;
+    out.market_id = cursor.inline()?;
+    cursor.tag(b",\"price_dollars\":")?;
+    out.price_e6 = cursor.dollars()?;
+    cursor.tag(b",\"delta_fp\":")?;
+    out.delta_e2 = cursor.decimal(COUNT_SCALE)?;
+    cursor.tag(b",\"side\":")?;
+    out.side = cursor.side()?;
+    cursor.tag(b",\"ts\":")?;
+    let precise = cursor.rfc3339()?;
+    cursor.tag(b",\"ts_ms\":")?;
+    let millis = cursor.integer()?;
+    cursor.tag(b"}")?;
+    out.exchange_ts = resolve_time(Some(precise), Some(millis), None)?;
+    Some(())
+}
+
+/// The `msg` object of an `orderbook_delta`, after its `{`, with its keys in any order.
+#[cold]
+fn delta_any_order(cursor: &mut Cursor<'_>) -> Option<Delta> {
     let (mut ticker, mut market_id, mut price_e6, mut delta_e2, mut side) =
         (None, None, None, None, None);
     let (mut precise, mut millis) = (None, None);
@@ -635,8 +895,56 @@ const TRADE_KEYS: [Key; 11] = [
     key(b"\"ts_ms\":"),
 ];
 
-/// The `msg` object of a `trade`, after its `{`.
-fn trade(cursor: &mut Cursor<'_>) -> Option<Trade> {
+/// The `msg` object of a `trade`, after its `{`, into `out` (all but its header). `out` is
+/// left partly overwritten when this returns `None`.
+#[inline(always)]
+fn trade(cursor: &mut Cursor<'_>, out: &mut Trade) -> Option<()> {
+    let start = cursor.at;
+    if trade_in_order(cursor, out).is_some() {
+        return Some(());
+    }
+    cursor.at = start;
+    *out = trade_any_order(cursor)?;
+    Some(())
+}
+
+/// A trade `msg` exactly as Kalshi sends it today: every current field, in [`TRADE_KEYS`]
+/// order, read straight into `out` (all but its header). What it accepts,
+/// [`trade_any_order`] reads the same way: it is the special case where every key comes in
+/// its expected place, with `exchange_ts` from `ts_ms` (`ts`, in seconds, is then only
+/// checked to be a valid integer, as `resolve_time` ignores it).
+#[inline(always)]
+fn trade_in_order(cursor: &mut Cursor<'_>, out: &mut Trade) -> Option<()> {
+    cursor.tag(b"\"trade_id\":")?;
+    out.trade_id = cursor.inline()?;
+    cursor.tag(b",\"market_ticker\":")?;
+    out.ticker = cursor.inline()?;
+    cursor.tag(b",\"yes_price_dollars\":")?;
+    out.yes_price_e6 = cursor.dollars()?;
+    cursor.tag(b",\"no_price_dollars\":")?;
+    out.no_price_e6 = cursor.dollars()?;
+    cursor.tag(b",\"count_fp\":")?;
+    out.count_e2 = cursor.size()?;
+    cursor.tag(b",\"taker_side\":")?;
+    out.taker_side = Some(cursor.side()?);
+    cursor.tag(b",\"taker_outcome_side\":")?;
+    out.taker_outcome_side = Some(cursor.side()?);
+    cursor.tag(b",\"taker_book_side\":")?;
+    out.taker_book_side = Some(cursor.book_side()?);
+    cursor.tag(b",\"is_block_trade\":")?;
+    out.is_block_trade = Some(cursor.boolean()?);
+    cursor.tag(b",\"ts\":")?;
+    cursor.integer()?;
+    cursor.tag(b",\"ts_ms\":")?;
+    let millis = cursor.integer()?;
+    cursor.tag(b"}")?;
+    out.exchange_ts = Some(millis.checked_mul(MICROS_PER_MILLI)?);
+    Some(())
+}
+
+/// The `msg` object of a `trade`, after its `{`, with its keys in any order.
+#[cold]
+fn trade_any_order(cursor: &mut Cursor<'_>) -> Option<Trade> {
     let (mut ticker, mut trade_id, mut yes, mut no, mut count_e2) = (None, None, None, None, None);
     let (mut taker_side, mut taker_outcome_side, mut taker_book_side) = (None, None, None);
     let mut is_block_trade = None;
@@ -707,25 +1015,69 @@ const TICKER_KEYS: [Key; 15] = [
     key(b"\"time\":"),
 ];
 
-/// The `msg` object of a `ticker`, after its `{`.
-fn ticker(cursor: &mut Cursor<'_>) -> Option<TickerUpdate> {
-    let (mut ticker, mut market_id) = (None, None);
-    let mut out = TickerUpdate {
-        header: Header::default(),
-        exchange_ts: None,
-        ticker: InlineStr::empty(),
-        market_id: InlineStr::empty(),
-        price_e6: None,
-        yes_bid_e6: None,
-        yes_ask_e6: None,
-        yes_bid_size_e2: None,
-        yes_ask_size_e2: None,
-        last_trade_size_e2: None,
-        volume_e2: None,
-        open_interest_e2: None,
-        dollar_volume_e6: None,
-        dollar_open_interest_e6: None,
+/// The `msg` object of a `ticker`, after its `{`, into `out` (all but its header). `out` is
+/// left partly overwritten when this returns `None`.
+#[inline(always)]
+fn ticker(cursor: &mut Cursor<'_>, out: &mut TickerUpdate) -> Option<()> {
+    let start = cursor.at;
+    if ticker_in_order(cursor, out).is_some() {
+        return Some(());
+    }
+    cursor.at = start;
+    *out = ticker_any_order(cursor)?;
+    Some(())
+}
+
+/// A ticker `msg` exactly as Kalshi sends it today: every current field, in [`TICKER_KEYS`]
+/// order, read straight into `out` (all but its header). It is the special case of
+/// [`ticker_any_order`] where every key comes in its expected place, and reads the same.
+#[inline(always)]
+fn ticker_in_order(cursor: &mut Cursor<'_>, out: &mut TickerUpdate) -> Option<()> {
+    cursor.tag(b"\"market_id\":")?;
+    out.market_id = cursor.inline()?;
+    cursor.tag(b",\"market_ticker\":")?;
+    out.ticker = cursor.inline()?;
+    cursor.tag(b",\"price_dollars\":")?;
+    // 2025 frames sent "" for a market that never traded: no price.
+    out.price_e6 = if cursor.literal(b"\"\"").is_some() {
+        None
+    } else {
+        Some(cursor.dollars()?)
     };
+    cursor.tag(b",\"yes_bid_dollars\":")?;
+    out.yes_bid_e6 = Some(cursor.dollars()?);
+    cursor.tag(b",\"yes_ask_dollars\":")?;
+    out.yes_ask_e6 = Some(cursor.dollars()?);
+    cursor.tag(b",\"volume_fp\":")?;
+    out.volume_e2 = Some(cursor.size()?);
+    cursor.tag(b",\"open_interest_fp\":")?;
+    out.open_interest_e2 = Some(cursor.size()?);
+    cursor.tag(b",\"dollar_volume\":")?;
+    out.dollar_volume_e6 = Some(whole_dollars(cursor)?);
+    cursor.tag(b",\"dollar_open_interest\":")?;
+    out.dollar_open_interest_e6 = Some(whole_dollars(cursor)?);
+    cursor.tag(b",\"yes_bid_size_fp\":")?;
+    out.yes_bid_size_e2 = Some(cursor.size()?);
+    cursor.tag(b",\"yes_ask_size_fp\":")?;
+    out.yes_ask_size_e2 = Some(cursor.size()?);
+    cursor.tag(b",\"last_trade_size_fp\":")?;
+    out.last_trade_size_e2 = Some(cursor.size()?);
+    cursor.tag(b",\"ts\":")?;
+    let seconds = cursor.integer()?;
+    cursor.tag(b",\"ts_ms\":")?;
+    let millis = cursor.integer()?;
+    cursor.tag(b",\"time\":")?;
+    let precise = cursor.rfc3339()?;
+    cursor.tag(b"}")?;
+    out.exchange_ts = resolve_time(Some(precise), Some(millis), Some(seconds))?;
+    Some(())
+}
+
+/// The `msg` object of a `ticker`, after its `{`, with its keys in any order.
+#[cold]
+fn ticker_any_order(cursor: &mut Cursor<'_>) -> Option<TickerUpdate> {
+    let (mut ticker, mut market_id) = (None, None);
+    let mut out = EMPTY_TICKER;
     let (mut precise, mut millis, mut seconds) = (None, None, None);
     let mut seen = 0;
     let mut expected = 0;

@@ -6,16 +6,20 @@
 //! so with an error, which it does by returning `Err`, never by panicking).
 //!
 //! [`Checker::check_fast_path`] decodes the same bytes through [`Decoder::decode`] (byte-level
-//! fast path first) and [`Decoder::decode_tape_only`] (simd-json only) and requires identical
-//! results: the same record and auxiliary data, or the same error.
+//! fast path first), [`Decoder::decode_tape_only`] (simd-json only) and [`Decoder::decode_into`]
+//! (into a record slot the checker keeps from one input to the next, so that whatever an earlier
+//! frame left in it must not show through) and requires identical results: the same record and
+//! auxiliary data, or the same error.
 
-use crate::{Decoder, render_frame, write_canonical, write_error};
+use crate::{Decoder, Record, render_frame, write_canonical, write_error};
 
 /// Reusable state for [`Checker::check_frame`].
 #[derive(Debug, Default)]
 pub struct Checker {
     first: Decoder,
     second: Decoder,
+    third: Decoder,
+    slot: Record,
     scratch: Vec<u8>,
     rendered: Vec<u8>,
     first_json: Vec<u8>,
@@ -41,7 +45,8 @@ pub enum Outcome {
 }
 
 impl Checker {
-    /// Decodes `input` through both paths and compares the complete results.
+    /// Decodes `input` through both paths, and through [`Decoder::decode_into`], and compares
+    /// the complete results.
     ///
     /// # Errors
     /// A description of the difference when the two paths disagree.
@@ -56,6 +61,23 @@ impl Checker {
         if fast != slow {
             return Err(format!(
                 "the fast path and the simd-json path disagree on {}\n fast: {fast:?}\n slow: {slow:?}",
+                String::from_utf8_lossy(input)
+            ));
+        }
+        self.rendered.clear();
+        self.rendered.extend_from_slice(input);
+        let into = self
+            .third
+            .decode_into(&mut self.rendered, &mut self.slot)
+            .map(|aux| (self.slot, aux));
+        let into_same = match (&into, &slow) {
+            (Ok((record, aux)), Ok(slow)) => *record == slow.record && *aux == slow.aux,
+            (Err(into), Err(slow)) => into == slow,
+            _ => false,
+        };
+        if !into_same {
+            return Err(format!(
+                "decode_into and the simd-json path disagree on {}\n into: {into:?}\n slow: {slow:?}",
                 String::from_utf8_lossy(input)
             ));
         }

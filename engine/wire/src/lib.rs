@@ -10,7 +10,8 @@
 //!   shape are read straight from their bytes by a strict fast path; every other frame (and any
 //!   the fast path is not sure about) is parsed by simd-json in place into a reused tape, and one
 //!   pass over the tape fills a [`Record`]. Both paths give identical results. Nothing is
-//!   allocated per frame once the buffers have grown.
+//!   allocated per frame once the buffers have grown. [`Decoder::decode_into`] writes the record
+//!   into a slot the caller keeps, rather than returning it by value.
 //! * [`record`]: the normalized records. Prices are `i64` micro-dollars (`_e6`), counts `i64`
 //!   hundredths of a contract (`_e2`), times `i64` microseconds since the Unix epoch.
 //! * [`fixed`]: exact decimal and RFC 3339 conversion, never through a float.

@@ -175,8 +175,8 @@ pub struct TickerUpdate {
     pub dollar_open_interest_e6: Option<i64>,
 }
 
-/// A reference to text in [`Aux`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A reference to text in [`Aux`]. The default is the empty text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Text {
     pub(crate) start: u32,
     pub(crate) len: u32,
@@ -435,6 +435,17 @@ pub enum Record {
     Control(Control),
     /// Any other `type`.
     Unknown(Unknown),
+}
+
+/// A placeholder: an [`Unknown`] record with no envelope and an empty `type`, for instance the
+/// first content of a slot that [`crate::Decoder::decode_into`] then reuses.
+impl Default for Record {
+    fn default() -> Self {
+        Record::Unknown(Unknown {
+            header: Header::default(),
+            wire_type: Text::default(),
+        })
+    }
 }
 
 impl Record {

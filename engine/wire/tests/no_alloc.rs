@@ -1,13 +1,13 @@
 //! Steady state allocates nothing: after one warm-up pass over every recorded frame, decoding
-//! them all again (and writing their canonical records into a reused buffer) performs zero heap
-//! allocations. A counting global allocator observes every allocation of this test binary.
+//! them all again (and writing their canonical records into a reused buffer), with
+//! `Decoder::decode` and with `Decoder::decode_into`, performs zero heap allocations. A counting global allocator observes every allocation of this test binary.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kalshi_wire::{Decoder, write_canonical};
+use kalshi_wire::{Decoder, Record, write_canonical};
 
 struct Counting;
 
@@ -52,13 +52,16 @@ fn steady_state_decoding_does_not_allocate() {
     let mut decoder = Decoder::default();
     let mut scratch: Vec<Vec<u8>> = frames.clone();
     let mut out = Vec::with_capacity(1 << 16);
-    let pass = |decoder: &mut Decoder, scratch: &mut Vec<Vec<u8>>, out: &mut Vec<u8>| {
+    let mut slot = Record::default();
+    let mut pass = |decoder: &mut Decoder, scratch: &mut Vec<Vec<u8>>, out: &mut Vec<u8>| {
         for (frame, pristine) in scratch.iter_mut().zip(&frames) {
             frame.copy_from_slice(pristine);
             out.clear();
             if let Ok(decoded) = decoder.decode(frame) {
                 write_canonical(&decoded, out);
             }
+            frame.copy_from_slice(pristine);
+            let _ = decoder.decode_into(frame, &mut slot);
         }
     };
     pass(&mut decoder, &mut scratch, &mut out);

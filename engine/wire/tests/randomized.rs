@@ -574,6 +574,51 @@ fn fast_path_near_misses() {
             TICKER.replace(r#""sid":6,"#, r#""sid":6,"seq":9,"#),
             fast,
         ),
+        // Out of the usual order in the message: the in-order readers give up part way and
+        // the key lookup reads the frame again from the start of `msg`.
+        (
+            "trade without ts",
+            TRADE.replace(r#""ts":1789966900,"#, ""),
+            fast,
+        ),
+        (
+            "trade flag last",
+            TRADE
+                .replace(r#""is_block_trade":false,"#, "")
+                .replace("}}", r#","is_block_trade":true}}"#),
+            fast,
+        ),
+        (
+            "ticker without time",
+            TICKER.replace(r#","time":"2026-09-21T05:00:00Z""#, ""),
+            fast,
+        ),
+        (
+            "delta ts_ms first",
+            DELTA.replace(r#","ts_ms":1787838983996"#, "").replace(
+                r#""market_ticker""#,
+                r#""ts_ms":1787838983996,"market_ticker""#,
+            ),
+            fast,
+        ),
+        // Identifiers and numbers that end near the end of the frame (read without the
+        // fixed-size windows).
+        (
+            "ticker last",
+            TRADE
+                .replace(r#""market_ticker":"KXCRYPTOLEAD15M-26SEP210115-HYPE","#, "")
+                .replace(
+                    "}}",
+                    r#","market_ticker":"KXCRYPTOLEAD15M-26SEP210115-HYPE"}}"#,
+                ),
+            fast,
+        ),
+        ("ts_ms one digit", DELTA.replace("1787838983996", "7"), fast),
+        (
+            "ts_ms eight digits",
+            TRADE.replace("1789966900609", "17899669"),
+            fast,
+        ),
         // Declined: the slow path decides.
         (
             "whitespace",
