@@ -678,6 +678,27 @@ impl Exchange {
         out
     }
 
+    /// Steps the exchange once at every instant of `clock` that is due at `now_us` (at most
+    /// `max_ticks` of them, so a server that fell far behind stays responsive; the rest are
+    /// taken on later calls) and returns all their events in order. Stepping only on the
+    /// clock's fixed grid makes the event stream and truth log independent of when the server
+    /// happens to wake up (see [`crate::clock`]).
+    pub fn advance(
+        &mut self,
+        clock: &mut crate::clock::VirtualClock,
+        now_us: i64,
+        max_ticks: u64,
+    ) -> Vec<ExchangeEvent> {
+        let mut out = Vec::new();
+        for _ in 0..max_ticks {
+            let Some(instant) = clock.take_due(now_us) else {
+                break;
+            };
+            out.extend(self.step(instant));
+        }
+        out
+    }
+
     fn emit(&mut self, out: &mut Vec<ExchangeEvent>, ts: i64, payload: EventPayload) {
         let market_seq = payload.market().map(|m| self.markets[m].book_seq);
         let event = ExchangeEvent {

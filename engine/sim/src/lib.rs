@@ -19,7 +19,13 @@
 //! * [`book`]: aggregated YES/NO bid books keyed by exact micro-dollar price.
 //! * [`price`]: `price_level_structure`, `price_ranges` and tick arithmetic.
 //! * [`session`]: one WebSocket connection's protocol state machine.
-//! * [`rest`]: REST response bodies.
+//! * [`rest`]: REST response bodies ([`rest::route`]; [`rest::route_load`] in load mode;
+//!   [`rest::too_many_requests`] and [`rest::unauthorized`] for the 429 and 401 bodies).
+//! * [`load`]: load mode, a cheap deterministic frame generator for benchmarks
+//!   ([`LoadGen`], [`LoadRoute`], [`Pacer`]); see its module docs.
+//! * [`clock`]: [`VirtualClock`], the fixed step grid that keeps the truth log deterministic.
+//! * [`rate`]: [`RateLimiter`], a token bucket (REST 429s, forced-429 fault).
+//! * [`heartbeat`]: [`Heartbeat`], ping cadence and the missed-pong close decision.
 //!
 //! ## Model facts
 //! * A trade by a YES taker lifts the best NO bid at YES price `1 − p`, a NO taker hits the best
@@ -52,7 +58,9 @@
 //!
 //! ## How a server drives it
 //! 1. Own one [`Exchange`] and one [`Session`] per WebSocket connection.
-//! 2. On a timer, `let events = exchange.step(now_us)`, then for every session
+//! 2. On a timer, `let events = exchange.advance(&mut clock, now_us, max_ticks)` (a
+//!    [`VirtualClock`] with a fixed tick, e.g. 10 ms: **never step at raw wall-clock times**,
+//!    or the truth log depends on scheduling jitter; see [`clock`]), then for every session
 //!    `session.deliver(&exchange, &events, &mut frames)` and send the frames. Persist
 //!    `exchange.take_truth_log()` as it grows.
 //! 3. For each client text frame, `session.handle_command(now_us, text, &exchange)` and send the
@@ -60,10 +68,18 @@
 //!    snapshots are taken from the exchange's current books, and deltas delivered later must
 //!    follow them.
 //! 4. REST: [`rest::route`]`(&exchange, method, path_and_query)` gives status and body.
-//! 5. Faults: [`Session::fault_skip_seq`], [`Session::fault_buffer_overflow`] (error 25, the
-//!    subscription is dropped), [`Session::fault_malformed_frame`], and
-//!    [`Exchange::set_paused`] (no events; `GET /exchange/status` reports inactive; the server
-//!    closes connections).
+//! 5. Faults: [`Session::fault_skip_seq`], [`Session::fault_duplicate_next`],
+//!    [`Session::fault_buffer_overflow`] (error 25) and [`Session::fault_channel_error`]
+//!    (error 10; both drop the subscription), [`Session::fault_malformed_frame`],
+//!    [`RateLimiter::set_forced_reject`] (forced 429s), and [`Exchange::set_paused`] (no
+//!    events; `GET /exchange/status` reports inactive; the server closes connections). Close,
+//!    stall, reset without close frame, 502 on reconnect, auth rejection and REST delay are
+//!    socket-level and belong to the server.
+//! 6. Keep-alive: one [`Heartbeat`] per connection (`Ping("heartbeat")` every 10 s, close
+//!    after N missed pongs).
+//! 7. Load mode: commands through [`Session::handle_command_on`] with the [`LoadGen`] as
+//!    [`MarketSource`]; events from [`LoadGen::next_event`] paced by [`Pacer`], rendered per
+//!    connection by [`LoadRoute::render`]; REST by [`rest::route_load`].
 //!
 //! ## Session decisions
 //! * `get_snapshot` replies carry the command `id` at top level and consume seq on the sid.
@@ -72,20 +88,39 @@
 //! * `list_subscriptions` replies and `subscribed` frames carry no seq; `ticker` frames neither.
 //! * The command token bucket ([`SessionConfig`]) is charged for every parsed command;
 //!   unparseable text answers error 1 without being charged.
+//! * Every `ok` consumes a seq on its sid, the ticker channel's included (Kalshi's behaviour
+//!   there is unconfirmed).
+//! * Error 6 (retired) and 9 (auth required: the handshake is authenticated) are never sent;
+//!   their constants exist for completeness. The simulator lists no MVE markets, so
+//!   `multivariate_market_lifecycle` is accepted and stays silent.
 
 #![recursion_limit = "256"]
 
 pub mod book;
+pub mod clock;
 pub mod exchange;
+pub mod heartbeat;
+pub mod load;
 pub mod price;
+pub mod rate;
 pub mod rest;
 pub mod session;
 
 pub use book::{Book, TopOfBook};
+pub use clock::VirtualClock;
 pub use exchange::{
     Event, EventPayload, Exchange, ExchangeConfig, ExchangeEvent, FinalBook, LifecycleChange,
     Market, MarketStatus, Series, TickerState, TradeRow,
 };
+pub use heartbeat::{HEARTBEAT_PAYLOAD, Heartbeat, HeartbeatAction};
+pub use load::{
+    LoadConfig, LoadError, LoadEvent, LoadEventKind, LoadGen, LoadMix, LoadRoute, Pacer, Rendered,
+    TruthDigest,
+};
 pub use price::{ONE_DOLLAR_E6, PriceLevelStructure};
-pub use rest::{RestResponse, route};
-pub use session::{Channel, FrameKind, Outbound, ProtocolError, Session, SessionConfig};
+pub use rate::RateLimiter;
+pub use rest::{AuthFailure, RestResponse, route, route_load, too_many_requests, unauthorized};
+pub use session::{
+    Channel, FrameKind, MarketSource, Outbound, ProtocolError, Session, SessionConfig,
+    SubscriptionView,
+};

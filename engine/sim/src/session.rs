@@ -15,6 +15,57 @@ use serde_json::Value;
 
 use crate::exchange::{EventPayload, Exchange, ExchangeEvent};
 
+/// Where a session takes the books and ticker values it answers commands with: the
+/// [`Exchange`], or the load generator ([`crate::load::LoadGen`]).
+pub trait MarketSource {
+    /// An `orderbook_snapshot` record of `ticker`'s current book (an empty snapshot with
+    /// `market_id: ""` for an unknown ticker). `aux` is cleared first.
+    fn snapshot_record(
+        &self,
+        ticker: &str,
+        header: Header,
+        use_yes_price: bool,
+        aux: &mut Aux,
+    ) -> Record;
+
+    /// A `ticker` record with `ticker`'s current values (`send_initial_snapshot`); `None` for
+    /// an unknown ticker. `aux` is cleared first.
+    fn current_ticker_record(&self, ticker: &str, header: Header, aux: &mut Aux) -> Option<Record>;
+}
+
+impl MarketSource for Exchange {
+    fn snapshot_record(
+        &self,
+        ticker: &str,
+        header: Header,
+        use_yes_price: bool,
+        aux: &mut Aux,
+    ) -> Record {
+        Exchange::snapshot_record(self, ticker, header, use_yes_price, aux)
+    }
+
+    fn current_ticker_record(&self, ticker: &str, header: Header, aux: &mut Aux) -> Option<Record> {
+        aux.clear();
+        Exchange::current_ticker_record(self, ticker, header)
+    }
+}
+
+/// A read-only view of one subscription, for servers that route frames themselves (load
+/// mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscriptionView<'a> {
+    /// The sid.
+    pub sid: u64,
+    /// The channel.
+    pub channel: Channel,
+    /// The market filter; `None` = every market (firehose or global channel).
+    pub markets: Option<&'a [String]>,
+    /// The subscription's `use_yes_price`.
+    pub use_yes_price: bool,
+    /// The last seq used on the sid.
+    pub last_seq: u64,
+}
+
 /// Per-connection limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -152,6 +203,7 @@ struct Subscription {
     skip_ticker_ack: bool,
     last_seq: u64,
     skips_pending: u32,
+    dups_pending: u32,
 }
 
 impl Subscription {
@@ -188,13 +240,17 @@ errors! {
     CHANNELS_REQUIRED = 3, "Channels required";
     SIDS_REQUIRED = 4, "Subscription IDs required";
     UNKNOWN_COMMAND = 5, "Unknown command";
+    ALREADY_SUBSCRIBED = 6, "Already subscribed";
     UNKNOWN_SID = 7, "Unknown subscription ID";
     UNKNOWN_CHANNEL = 8, "Unknown channel name";
+    AUTHENTICATION_REQUIRED = 9, "Authentication required";
+    CHANNEL_ERROR = 10, "Channel error";
     INVALID_PARAMETER = 11, "Invalid parameter";
     EXACTLY_ONE_SID = 12, "Exactly one subscription ID is required";
     UNSUPPORTED_ACTION = 13, "Unsupported action";
     MARKET_TICKER_REQUIRED = 14, "Market Ticker required";
     ACTION_REQUIRED = 15, "Action required";
+    COMMAND_TIMEOUT = 18, "Command timeout";
     BUFFER_OVERFLOW = 25, "Subscription buffer overflow";
     MARKET_LIMIT = 26, "Subscription market limit exceeded";
     TOO_MANY_REQUESTS = 27, "Too many requests";
@@ -209,6 +265,7 @@ pub struct Session {
     tokens_e6: i64,
     refilled_us: Option<i64>,
     aux: Aux,
+    generation: u64,
 }
 
 fn nz(value: u64) -> Option<NonZeroU64> {
@@ -277,7 +334,60 @@ impl Session {
             tokens_e6,
             refilled_us: None,
             aux: Aux::default(),
+            generation: 0,
         }
+    }
+
+    /// A counter that changes whenever the set of subscriptions or their market lists may
+    /// have changed (after every command and every fault that drops a subscription). A server
+    /// that caches routing ([`crate::load::LoadRoute`]) rebuilds it when this moves.
+    #[must_use]
+    pub const fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every live subscription, ascending by sid.
+    #[must_use]
+    pub fn subscription_views(&self) -> Vec<SubscriptionView<'_>> {
+        self.subs
+            .iter()
+            .map(|(sid, s)| SubscriptionView {
+                sid: *sid,
+                channel: s.channel,
+                markets: s.markets.as_deref(),
+                use_yes_price: s.use_yes_price,
+                last_seq: s.last_seq,
+            })
+            .collect()
+    }
+
+    /// Takes the next seq of `sid` for a frame the caller renders itself (load mode).
+    /// `None` for an unknown sid, or when a [`Session::fault_skip_seq`] swallows this frame
+    /// (its seq is consumed; do not send it).
+    pub fn next_seq(&mut self, sid: u64) -> Option<u64> {
+        match self.take_seq(sid) {
+            (seq, false) => Some(seq),
+            (_, true) => None,
+        }
+    }
+
+    /// Whether the frame just rendered on `sid` must be sent twice
+    /// ([`Session::fault_duplicate_next`]); consumes the pending duplicate.
+    pub fn take_duplicate(&mut self, sid: u64) -> bool {
+        match self.subs.get_mut(&sid) {
+            Some(sub) if sub.dups_pending > 0 => {
+                sub.dups_pending -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn push_data(&mut self, sid: u64, outbound: Outbound, out: &mut Vec<Outbound>) {
+        if self.take_duplicate(sid) {
+            out.push(outbound.clone());
+        }
+        out.push(outbound);
     }
 
     /// The live subscriptions as `(sid, channel)`, ascending by sid.
@@ -327,7 +437,7 @@ impl Session {
             kind: FrameKind::Error,
             sid: scope,
             seq,
-            terminal: error.code == 25,
+            terminal: matches!(error.code, 10 | 25),
         }
     }
 
@@ -365,6 +475,17 @@ impl Session {
         text: &[u8],
         exchange: &Exchange,
     ) -> Vec<Outbound> {
+        self.handle_command_on(now_us, text, exchange)
+    }
+
+    /// [`Session::handle_command`] against any [`MarketSource`] (e.g. the load generator).
+    pub fn handle_command_on(
+        &mut self,
+        now_us: i64,
+        text: &[u8],
+        exchange: &dyn MarketSource,
+    ) -> Vec<Outbound> {
+        self.generation = self.generation.wrapping_add(1);
         let mut out = Vec::new();
         let Ok(Value::Object(command)) = serde_json::from_slice::<Value>(text) else {
             out.push(self.error(None, ProtocolError::UNABLE_TO_PROCESS, None));
@@ -412,7 +533,7 @@ impl Session {
 
     fn snapshot(
         &mut self,
-        exchange: &Exchange,
+        exchange: &dyn MarketSource,
         sid: u64,
         id: Option<NonZeroU64>,
         ticker: &str,
@@ -430,18 +551,19 @@ impl Session {
         };
         let record = exchange.snapshot_record(ticker, header, use_yes_price, &mut self.aux);
         let text = self.frame(record, Some(use_yes_price));
-        out.push(Outbound {
+        let outbound = Outbound {
             text,
             kind: FrameKind::Snapshot,
             sid: Some(sid),
             seq: Some(seq),
             terminal: false,
-        });
+        };
+        self.push_data(sid, outbound, out);
     }
 
     fn initial_tickers(
         &mut self,
-        exchange: &Exchange,
+        exchange: &dyn MarketSource,
         sid: u64,
         tickers: &[String],
         out: &mut Vec<Outbound>,
@@ -452,8 +574,7 @@ impl Session {
                 sid: nz(sid),
                 seq: None,
             };
-            if let Some(record) = exchange.current_ticker_record(ticker, header) {
-                self.aux.clear();
+            if let Some(record) = exchange.current_ticker_record(ticker, header, &mut self.aux) {
                 let text = self.frame(record, None);
                 out.push(Outbound {
                     text,
@@ -500,7 +621,7 @@ impl Session {
         &mut self,
         id: Option<NonZeroU64>,
         params: Option<&Value>,
-        exchange: &Exchange,
+        exchange: &dyn MarketSource,
         out: &mut Vec<Outbound>,
     ) -> Result<(), ProtocolError> {
         let Some(params) = params.filter(|p| p.is_object()) else {
@@ -599,6 +720,7 @@ impl Session {
                     skip_ticker_ack,
                     last_seq: 0,
                     skips_pending: 0,
+                    dups_pending: 0,
                 },
             );
             self.aux.clear();
@@ -687,7 +809,7 @@ impl Session {
         &mut self,
         id: Option<NonZeroU64>,
         params: Option<&Value>,
-        exchange: &Exchange,
+        exchange: &dyn MarketSource,
         out: &mut Vec<Outbound>,
     ) -> Result<(), ProtocolError> {
         let Some(params) = params.filter(|p| p.is_object()) else {
@@ -838,13 +960,18 @@ impl Session {
                 let record = exchange.record(event, header, use_yes_price, &mut self.aux);
                 let convention = (wanted == Channel::OrderbookDelta).then_some(use_yes_price);
                 let text = self.frame(record, convention);
-                out.push(Outbound {
+                let outbound = Outbound {
                     text,
                     kind,
                     sid: Some(sid),
                     seq,
                     terminal: false,
-                });
+                };
+                if seq.is_some() {
+                    self.push_data(sid, outbound, out);
+                } else {
+                    out.push(outbound);
+                }
             }
         }
     }
@@ -869,7 +996,33 @@ impl Session {
         }
         let frame = self.error(None, ProtocolError::BUFFER_OVERFLOW, Some(sid));
         self.subs.remove(&sid);
+        self.generation = self.generation.wrapping_add(1);
         Some(frame)
+    }
+
+    /// Fault: error 10 (channel error, terminal) on `sid`, which is then dropped; like
+    /// [`Session::fault_buffer_overflow`]. `None` for an unknown sid.
+    pub fn fault_channel_error(&mut self, sid: u64) -> Option<Outbound> {
+        if !self.subs.contains_key(&sid) {
+            return None;
+        }
+        let mut frame = self.error(None, ProtocolError::CHANNEL_ERROR, Some(sid));
+        frame.terminal = true;
+        self.subs.remove(&sid);
+        self.generation = self.generation.wrapping_add(1);
+        Some(frame)
+    }
+
+    /// Fault: the next sequenced data frame of `sid` (snapshot, delta, trade, lifecycle) is
+    /// sent twice with the same seq. Returns `false` for an unknown sid.
+    pub fn fault_duplicate_next(&mut self, sid: u64) -> bool {
+        match self.subs.get_mut(&sid) {
+            Some(sub) => {
+                sub.dups_pending += 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Fault: a malformed frame (truncated JSON), consuming no seq.

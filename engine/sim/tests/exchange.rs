@@ -247,3 +247,168 @@ fn pause_stops_events() {
     exchange.set_paused(false);
     assert!(!exchange.step(START_US + 20_000_000).is_empty());
 }
+
+/// Runs `exchange` on a fixed 100 ms virtual grid, waking at the given wall-clock offsets,
+/// and returns its truth log.
+fn run_on_grid(seed: u64, wakeups: &[i64]) -> (Vec<u8>, Vec<u8>) {
+    let mut exchange = Exchange::new(config(), seed);
+    let mut clock = kalshi_sim_core::VirtualClock::new(START_US, 100_000);
+    for offset in wakeups {
+        exchange.advance(&mut clock, START_US + offset, u64::MAX);
+    }
+    let mut books = Vec::new();
+    exchange.write_final_books(&mut books);
+    (exchange.truth_log().to_vec(), books)
+}
+
+// The determinism rule: stepping only on the VirtualClock grid gives a byte-identical truth log
+// and final books however the server's wake-ups fall (every 37 ms, every 1.3 s, or in bursts
+// capped at a few ticks per call), as long as the same virtual range is covered.
+#[test]
+fn truth_log_independent_of_wakeup_granularity() {
+    let end = 120_000_000;
+    let fine: Vec<i64> = (0..=end / 37_000)
+        .map(|k| k * 37_000)
+        .chain([end])
+        .collect();
+    let coarse: Vec<i64> = (0..=end / 1_300_000)
+        .map(|k| k * 1_300_000)
+        .chain([end])
+        .collect();
+    let a = run_on_grid(21, &fine);
+    let b = run_on_grid(21, &coarse);
+    assert!(a.0.len() > 10_000);
+    assert_eq!(a, b);
+    // Capped catch-up: at most 3 ticks per call, called until the clock has caught up.
+    let mut exchange = Exchange::new(config(), 21);
+    let mut clock = kalshi_sim_core::VirtualClock::new(START_US, 100_000);
+    while clock.due_count(START_US + end) > 0 {
+        exchange.advance(&mut clock, START_US + end, 3);
+    }
+    assert_eq!(exchange.truth_log(), &a.0[..]);
+    // Stepping at the raw wake-up times instead is *not* granularity-independent: that is why
+    // the rule exists.
+    let mut raw_fine = Exchange::new(config(), 21);
+    for offset in &fine {
+        raw_fine.step(START_US + offset);
+    }
+    let mut raw_coarse = Exchange::new(config(), 21);
+    for offset in &coarse {
+        raw_coarse.step(START_US + offset);
+    }
+    assert_ne!(raw_fine.truth_log(), raw_coarse.truth_log());
+}
+
+/// Checks book/trade/ticker invariants over one run; returns (trades, tickers) seen.
+fn check_invariants(seed: u64, steps: i64) -> (usize, usize) {
+    let mut exchange = Exchange::new(config(), seed);
+    let mut books: BTreeMap<usize, kalshi_sim_core::Book> = BTreeMap::new();
+    let mut previous: Option<ExchangeEvent> = None;
+    let (mut trades, mut tickers) = (0, 0);
+    let mut last_ts = i64::MIN;
+    for step in 0..=steps {
+        for event in exchange.step(START_US + step * 100_000) {
+            assert!(event.exchange_ts >= last_ts);
+            last_ts = event.exchange_ts;
+            match event.payload {
+                EventPayload::Delta {
+                    market,
+                    side,
+                    price_e6,
+                    delta_e2,
+                } => {
+                    let m = &exchange.markets()[market];
+                    assert!(m.structure.is_valid_price(price_e6), "seed {seed}");
+                    let book = books.entry(market).or_default();
+                    assert!(
+                        book.apply(side, price_e6, delta_e2),
+                        "seed {seed}: negative"
+                    );
+                    if let (Some((y, _)), Some((n, _))) =
+                        (book.best(Side::Yes), book.best(Side::No))
+                    {
+                        assert!(y + n < ONE_DOLLAR_E6, "seed {seed}: crossed");
+                    }
+                }
+                EventPayload::Trade {
+                    market,
+                    yes_price_e6,
+                    count_e2,
+                    taker,
+                    ..
+                } => {
+                    trades += 1;
+                    let Some(ExchangeEvent {
+                        payload:
+                            EventPayload::Delta {
+                                market: dm,
+                                side,
+                                price_e6,
+                                delta_e2,
+                            },
+                        exchange_ts,
+                        ..
+                    }) = previous
+                    else {
+                        panic!("seed {seed}: trade without its fill delta");
+                    };
+                    assert_eq!(
+                        (dm, delta_e2, exchange_ts),
+                        (market, -count_e2, event.exchange_ts)
+                    );
+                    let expected = if taker == Side::Yes {
+                        assert_eq!(side, Side::No);
+                        ONE_DOLLAR_E6 - price_e6
+                    } else {
+                        assert_eq!(side, Side::Yes);
+                        price_e6
+                    };
+                    assert_eq!(yes_price_e6, expected);
+                    // The fill hit the touch: nothing better rests on that side.
+                    let book = books.get(&market).cloned().unwrap_or_default();
+                    assert!(book.best(side).is_none_or(|(p, _)| p <= price_e6));
+                }
+                EventPayload::Ticker { market, state } => {
+                    tickers += 1;
+                    let top = books.get(&market).cloned().unwrap_or_default().top();
+                    assert_eq!(
+                        (
+                            state.yes_bid_e6,
+                            state.yes_bid_size_e2,
+                            state.yes_ask_e6,
+                            state.yes_ask_size_e2
+                        ),
+                        (
+                            top.yes_bid_e6,
+                            top.yes_bid_size_e2,
+                            top.yes_ask_e6,
+                            top.yes_ask_size_e2
+                        ),
+                        "seed {seed}"
+                    );
+                    let m = &exchange.markets()[market];
+                    assert!(state.volume_e2 <= m.volume_e2);
+                }
+                EventPayload::Lifecycle { .. } | EventPayload::EventCreated { .. } => {}
+            }
+            previous = Some(event);
+        }
+    }
+    for (index, market) in exchange.markets().iter().enumerate() {
+        assert_eq!(market.book, books.get(&index).cloned().unwrap_or_default());
+    }
+    (trades, tickers)
+}
+
+// Book invariants under many seeds: no negative level, never crossed, prices on the grid,
+// trades preceded by their fill delta at the touch, tickers equal to the book's top.
+#[test]
+fn invariants_hold_for_many_seeds() {
+    for seed in 100..116 {
+        let (trades, tickers) = check_invariants(seed, 600);
+        assert!(
+            trades > 20 && tickers > 50,
+            "seed {seed}: {trades} {tickers}"
+        );
+    }
+}

@@ -487,3 +487,144 @@ fn faults() {
     let mut bytes = malformed.text.clone();
     assert!(Decoder::default().decode(&mut bytes).is_err());
 }
+
+// Error 4 (no sids), error 6 is retired (a repeat subscribe of every channel answers ok, never
+// an error), error 10 and 25 faults are terminal and sid-scoped, and a duplicated frame repeats
+// its seq exactly once.
+#[test]
+fn more_errors_and_faults() {
+    let mut exchange = exchange();
+    let mut session = Session::new(SessionConfig::default());
+    for text in [
+        r#"{"id":1,"cmd":"unsubscribe","params":{}}"#,
+        r#"{"id":1,"cmd":"unsubscribe","params":{"sids":[]}}"#,
+    ] {
+        let f = &command(&mut session, &exchange, text)[0];
+        assert_eq!(
+            (f.code, f.message.as_deref(), f.id),
+            (Some(4), Some("Subscription IDs required"), Some(1))
+        );
+    }
+    let t = tickers(&exchange, 2);
+    let subscribe = format!(
+        r#"{{"id":2,"cmd":"subscribe","params":{{"channels":["orderbook_delta","trade","ticker","market_lifecycle_v2","multivariate_market_lifecycle"],"market_tickers":["{}","{}"]}}}}"#,
+        t[0], t[1]
+    );
+    let first = command(&mut session, &exchange, &subscribe);
+    assert_eq!(
+        first
+            .iter()
+            .filter(|f| f.control == Some(ControlKind::Subscribed))
+            .count(),
+        5
+    );
+    let again = command(&mut session, &exchange, &subscribe);
+    assert_eq!(again.len(), 5, "one ok per channel, no snapshots");
+    assert!(
+        again
+            .iter()
+            .all(|f| f.control == Some(ControlKind::Ok) && f.code.is_none())
+    );
+    // Every ok burns a seq on its sid (the simulator's rule; for the unsequenced ticker channel
+    // this is not confirmed against Kalshi).
+    assert!(again.iter().all(|f| f.seq.is_some()));
+
+    // Duplicate the next delta on sid 1.
+    assert!(session.fault_duplicate_next(1));
+    assert!(!session.fault_duplicate_next(99));
+    let mut out = Vec::new();
+    for step in 1..=200 {
+        let events = exchange.step(START_US + step * 100_000);
+        session.deliver(&exchange, &events, &mut out);
+    }
+    let frames = decode(&out);
+    let sid1: Vec<u64> = frames
+        .iter()
+        .filter(|f| f.sid == Some(1))
+        .map(|f| f.seq.unwrap())
+        .collect();
+    assert!(sid1.len() > 3);
+    let repeats = sid1.windows(2).filter(|w| w[0] == w[1]).count();
+    assert_eq!(repeats, 1);
+    assert!(sid1.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1));
+
+    // Error 10 on sid 2 (trade): scoped, terminal, consumes a seq, drops the subscription.
+    let last_trade_seq = frames
+        .iter()
+        .filter(|f| f.sid == Some(2))
+        .filter_map(|f| f.seq)
+        .max()
+        .unwrap_or(2);
+    let error = session.fault_channel_error(2).unwrap();
+    assert!(error.terminal);
+    let f = &decode(std::slice::from_ref(&error))[0];
+    assert_eq!(
+        (f.code, f.sid, f.seq, f.message.as_deref()),
+        (
+            Some(10),
+            Some(2),
+            Some(last_trade_seq + 1),
+            Some("Channel error")
+        )
+    );
+    assert!(session.fault_channel_error(2).is_none());
+    assert!(!session.subscriptions().iter().any(|(sid, _)| *sid == 2));
+}
+
+// Untrusted input: mutated and random command texts never panic, and every reply decodes.
+#[test]
+fn garbage_commands_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let exchange = exchange();
+    let load = kalshi_sim_core::LoadGen::new(kalshi_sim_core::LoadConfig {
+        markets: 5,
+        ..kalshi_sim_core::LoadConfig::default()
+    })
+    .unwrap();
+    let t = tickers(&exchange, 2);
+    let seeds = [
+        format!(
+            r#"{{"id":1,"cmd":"subscribe","params":{{"channels":["orderbook_delta","ticker"],"market_tickers":["{}","{}"],"use_yes_price":true,"send_initial_snapshot":true}}}}"#,
+            t[0], t[1]
+        ),
+        r#"{"id":2,"cmd":"update_subscription","params":{"sids":[1],"market_tickers":["A"],"action":"get_snapshot"}}"#.to_owned(),
+        r#"{"id":3,"cmd":"unsubscribe","params":{"sids":[1,2,3]}}"#.to_owned(),
+        r#"{"id":4,"cmd":"list_subscriptions"}"#.to_owned(),
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(77);
+    let alphabet = br#"{}[]":,0123456789-.eE truefalsnul\ abcdefghijklmnopqrstuvwxyz_"#;
+    let mut session = Session::new(SessionConfig {
+        commands_per_second: 0,
+        ..SessionConfig::default()
+    });
+    for round in 0..20_000 {
+        let mut text = seeds[round % seeds.len()].clone().into_bytes();
+        for _ in 0..rng.random_range(0..4) {
+            let at = rng.random_range(0..text.len());
+            match rng.random_range(0..3) {
+                0 => text[at] = alphabet[rng.random_range(0..alphabet.len())],
+                1 => {
+                    text.remove(at);
+                }
+                _ => text.insert(at, alphabet[rng.random_range(0..alphabet.len())]),
+            }
+        }
+        let replies = if round % 2 == 0 {
+            session.handle_command(START_US, &text, &exchange)
+        } else {
+            session.handle_command_on(START_US, &text, &load)
+        };
+        decode(&replies);
+    }
+    for target in [
+        "",
+        "/",
+        "?",
+        "/markets?limit=-5&cursor=%zz",
+        "/markets/%/orderbook?depth=-1",
+        "/markets/trades?min_ts=99999999999999999999",
+    ] {
+        let _ = kalshi_sim_core::route(&exchange, "GET", target);
+        let _ = kalshi_sim_core::route_load(&load, "GET", target);
+    }
+}
