@@ -17,9 +17,27 @@
 //!   loop (non-blocking socket: write queued frames, ping, read commands).
 //! * **Control thread(s)** ([`control`]): kalshi-http on the control port.
 //!
+//! An idle WebSocket thread wakes every 2 ms to poll its socket for client frames (the socket
+//! is non-blocking so one thread can both read and write, which TLS streams require).
+//!
 //! Every queue is bounded: the exchange thread's inbox (connection threads block on it, which
 //! pushes back on clients), and each connection's outbound queue (when full, the slow client
 //! is disconnected with a log line).
+//!
+//! ## Authentication
+//! [`auth::Auth`] wraps a kalshi-auth `KeyRing` of the configured public keys (`auth.keys`,
+//! `--keys ID=PATH`). Every WebSocket handshake must be signed (`protocol.md` §2.6); REST
+//! market data is public, but a request that carries any `KALSHI-ACCESS-*` header is checked,
+//! and `/portfolio/...` needs one. Failures answer 401 with Kalshi's verbatim bodies (§2.5),
+//! before any upgrade. `--no-auth` turns it off for demos.
+//!
+//! ## Load mode
+//! With `load.rate > 0` the exchange thread drives `kalshi_sim_core::load::LoadGen` instead of
+//! the market model: a paced stream of deltas, trades and tickers across `load.markets`
+//! markets, rendered per connection straight into batch buffers (no allocation per frame).
+//! Pacing starts when a connection subscribes to load markets; while a subscribed
+//! connection's queue is over half full, generation waits (backpressure, no disconnect). On
+//! exit the final-books file holds the generator's summary (counts, digests, books).
 //!
 //! ## Determinism
 //! The truth log depends only on the seed, the config (including `start_time_us` and

@@ -168,12 +168,32 @@ fn build_config(cli: Cli) -> anyhow::Result<Config> {
 }
 
 fn keygen(kind: Kind, private: &std::path::Path, public: &std::path::Path) -> anyhow::Result<()> {
-    let _ = (kind, private, public);
-    anyhow::bail!("keygen needs kalshi-auth, which is not merged yet")
+    let kind = match kind {
+        Kind::Rsa => kalshi_auth::KeyKind::RsaPss,
+        Kind::Ed25519 => kalshi_auth::KeyKind::Ed25519,
+    };
+    kalshi_auth::generate(kind, private, public)
+        .with_context(|| format!("writing a {kind} key pair"))?;
+    eprintln!(
+        "kalshi-sim: wrote {kind} private key {} (mode 0600) and public key {}",
+        private.display(),
+        public.display()
+    );
+    Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain; no backtrace.
+            eprintln!("kalshi-sim: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Keygen {
         kind,
         private,

@@ -4,7 +4,7 @@
 //! Each accepted connection (plain or TLS) gets a thread that reads HTTP requests with
 //! kalshi-http. A WebSocket upgrade request is checked (pause, forced rejection, signature),
 //! answered `101` and handed to tungstenite together with any bytes already read past the head;
-//! the thread then runs the connection's I/O loop ([`ws_loop`]). Anything else is a REST
+//! the thread then runs the connection's I/O loop (`ws_loop`). Anything else is a REST
 //! request: authenticated when it carries (or needs) the `KALSHI-ACCESS-*` headers,
 //! rate-limited by a token bucket per key id (or per client IP when unsigned), optionally
 //! delayed, and answered by the exchange thread through `kalshi_sim_core::route`.
