@@ -116,6 +116,24 @@ impl Metrics {
         for reason in DROP_REASONS {
             frames_dropped.with_label_values(&[reason.as_str()]);
         }
+        let parse_errors = counter_vec(
+            r,
+            "parse_errors_total",
+            "Frames that could not be decoded, by kind.",
+            &["kind"],
+        )?;
+        for kind in ["json", "missing_field", "wrong_type", "invalid", "too_large"] {
+            parse_errors.with_label_values(&[kind]);
+        }
+        let book_rest_compared = counter_vec(
+            r,
+            "book_rest_compared_total",
+            "REST snapshot comparisons with the live book, by result.",
+            &["result"],
+        )?;
+        for result in ["equal", "differ", "skipped"] {
+            book_rest_compared.with_label_values(&[result]);
+        }
         let disk_usage = GaugeVec::new(
             Opts::new(
                 "kalshi_disk_usage_ratio",
@@ -153,12 +171,7 @@ impl Metrics {
                 "sequence_gaps_repaired_total",
                 "Sequence gaps whose repair completed.",
             )?,
-            parse_errors: counter_vec(
-                r,
-                "parse_errors_total",
-                "Frames that could not be decoded, by kind.",
-                &["kind"],
-            )?,
+            parse_errors,
             frames_dropped,
             book_resyncs: counter(
                 r,
@@ -170,12 +183,7 @@ impl Metrics {
                 "book_rest_mismatch_total",
                 "REST order book snapshots that differed from the live book.",
             )?,
-            book_rest_compared: counter_vec(
-                r,
-                "book_rest_compared_total",
-                "REST snapshot comparisons with the live book, by result.",
-                &["result"],
-            )?,
+            book_rest_compared,
             rest_requests: counter_vec(
                 r,
                 "rest_requests_total",
