@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{GathererConfig, Gatherer, Market, Sim, free_port, keys, temp_dir, wait_until};
+use common::{Gatherer, GathererConfig, Market, Sim, free_port, keys, temp_dir, wait_until};
 
 fn small_market() -> Market {
     Market {
@@ -74,7 +74,10 @@ fn bad_key_files_are_refused() {
         let text = stderr(&output);
         assert!(text.contains("exchange.private_key_file"), "{text}");
         assert!(text.contains("garbage.pem"), "{text}");
-        assert!(text.to_lowercase().contains("pem") || text.contains("key"), "{text}");
+        assert!(
+            text.to_lowercase().contains("pem") || text.contains("key"),
+            "{text}"
+        );
     }
 
     let keys = keys(&dir);
@@ -91,7 +94,11 @@ fn bad_key_files_are_refused() {
     let missing = offline_config(&dir, &dir.join("absent.pem")).toml();
     let output = run(&missing, &dir, &[]);
     assert_eq!(output.status.code(), Some(78));
-    assert!(stderr(&output).contains("absent.pem"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("absent.pem"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 // Invalid values: each error names its key; all are reported at once; exit 78.
@@ -109,7 +116,10 @@ fn bad_config_values_are_named() {
     let text = config
         .toml()
         .replace("shard_cores = [0]", "shard_cores = [4096]")
-        .replace("markets_per_subscription = 100", "markets_per_subscription = 0")
+        .replace(
+            "markets_per_subscription = 100",
+            "markets_per_subscription = 0",
+        )
         .replace("[reconnect]\njitter = 3.5\n", "");
     let output = run(&text, &dir, &[]);
     assert_eq!(output.status.code(), Some(78), "{}", stderr(&output));
@@ -123,7 +133,11 @@ fn bad_config_values_are_named() {
 
     let output = run("[exchange]\nenvironment = \"moon\"\n", &dir, &[]);
     assert_eq!(output.status.code(), Some(78));
-    assert!(stderr(&output).contains("environment"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("environment"),
+        "{}",
+        stderr(&output)
+    );
 
     let output = Command::new(env!("CARGO_BIN_EXE_kalshi-gatherer"))
         .args(["--config", "/nonexistent/gatherer.toml"])
@@ -157,8 +171,14 @@ fn check_config_masks_secrets() {
     let output = run(&config.toml(), &dir, &["--check-config"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(!text.contains("5f0c7a8e-test-key"), "key id in clear: {text}");
-    assert!(text.contains("frame_bytes_max = 4194304"), "defaults missing: {text}");
+    assert!(
+        !text.contains("5f0c7a8e-test-key"),
+        "key id in clear: {text}"
+    );
+    assert!(
+        text.contains("frame_bytes_max = 4194304"),
+        "defaults missing: {text}"
+    );
     assert!(text.contains("Ed25519"), "{text}");
     let pem = std::fs::read_to_string(&keys.private).unwrap();
     let body = pem.lines().nth(1).unwrap();
@@ -240,12 +260,19 @@ fn runbook_metrics_are_served() {
         );
     }
     assert!(common::metric_value(&text, "ws_client_connected") >= 2.0);
-    assert!(text.contains("writer_errors_total{type=\"connection\"}"), "{text}");
+    assert!(
+        text.contains("writer_errors_total{type=\"connection\"}"),
+        "{text}"
+    );
     assert!(text.contains("kind=\"spool\""), "{text}");
-    wait_until("/health to report the database writer", common::PATIENCE, || {
-        let (status, body) = gatherer.health();
-        status == 503 && body["db_writer_ok"] == false
-    });
+    wait_until(
+        "/health to report the database writer",
+        common::PATIENCE,
+        || {
+            let (status, body) = gatherer.health();
+            status == 503 && body["db_writer_ok"] == false
+        },
+    );
     let (_, body) = gatherer.health();
     assert_eq!(body["discovery_done"], true, "{body}");
     let status = gatherer.terminate();

@@ -70,6 +70,9 @@ pub(crate) struct ControlSetup {
     pub(crate) core: Option<usize>,
     /// The database URL when the start-up migration could not reach the database.
     pub(crate) migration_pending: Option<String>,
+    /// Markets the previous run subscribed (backfilled from the resume point when they are not
+    /// discovered again).
+    pub(crate) previous_markets: Vec<Ticker>,
     pub(crate) stop: Arc<AtomicBool>,
 }
 
@@ -113,6 +116,9 @@ struct ControlPlane {
     next_pass_us: i64,
     discovery_retry_us: i64,
     migration_pending: Option<String>,
+    previous_markets: Vec<Ticker>,
+    /// Markets to snapshot over REST before the regular schedule (closed while down).
+    priority_snapshots: VecDeque<Ticker>,
     migrate_retry_us: i64,
     gatherer_id: i16,
 }
@@ -203,7 +209,10 @@ impl ControlPlane {
                 config.discovery.include_mve,
             ),
             poller: SnapshotPoller::new(ms(config.poller.interval_s.saturating_mul(1_000))),
-            backfill: BackfillQueue::new(ms(config.poller.backfill_margin_s.saturating_mul(1_000)), 5),
+            backfill: BackfillQueue::new(
+                ms(config.poller.backfill_margin_s.saturating_mul(1_000)),
+                5,
+            ),
             budget: RestBudget::new(
                 config.poller.reads_per_second,
                 config.poller.read_burst,
@@ -224,6 +233,8 @@ impl ControlPlane {
             next_pass_us: i64::MIN,
             discovery_retry_us: i64::MIN,
             migration_pending: setup.migration_pending,
+            previous_markets: setup.previous_markets,
+            priority_snapshots: VecDeque::new(),
             migrate_retry_us: now_us().saturating_add(MIGRATE_RETRY_US),
             gatherer_id: config.database.gatherer_id,
             shared: setup.shared,
@@ -261,7 +272,9 @@ impl ControlPlane {
                 match messages.recv_timeout(Duration::from_millis(10)) {
                     Ok(msg) => self.handle_message(now_us(), msg),
                     Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(10)),
+                    Err(RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
                 }
             }
         }
@@ -477,6 +490,22 @@ impl ControlPlane {
             self.first_pass_done = true;
             self.shared.discovery_done.store(true, Ordering::Release);
             log::info!("discovery: {} markets subscribed", self.registry.len());
+            let previous = core::mem::take(&mut self.previous_markets);
+            if let Some(resume) = self.shared.resume_from_us {
+                let gone: Vec<Ticker> = previous
+                    .into_iter()
+                    .filter(|t| self.registry.get(t.as_str()).is_none())
+                    .collect();
+                if !gone.is_empty() {
+                    log::info!(
+                        "{} markets of the previous run closed while it was down; backfilling their trades",
+                        gone.len()
+                    );
+                    self.backfill.push(None, &gone, resume, now);
+                    // Their books changed while nobody watched: store each final book once.
+                    self.priority_snapshots.extend(gone);
+                }
+            }
         }
         let started = self.pass_started_us;
         let mut repaired = Vec::new();
@@ -584,9 +613,19 @@ impl ControlPlane {
                 mut raw,
                 received_us,
             } => {
+                // A market first seen in a `created` event was listed then; one first seen in
+                // any other event (its `created` was missed, e.g. while the lifecycle
+                // connection was down) was listed at the latest when the previous discovery
+                // pass began, or it would have been found by it.
+                let mut listed_at = received_us;
                 match self.decoder.decode(&mut raw) {
                     Ok(decoded) => match &decoded.record {
                         Record::MarketLifecycle(record) => {
+                            if decoded.aux.text(record.event_type) != "created" {
+                                listed_at = self
+                                    .prev_pass_started_us
+                                    .map_or(received_us, |p| p.min(received_us));
+                            }
                             self.registry
                                 .apply_market_lifecycle(received_us, record, decoded.aux);
                         }
@@ -598,7 +637,7 @@ impl ControlPlane {
                     },
                     Err(e) => log::warn!("control plane: lifecycle frame not decodable: {e}"),
                 }
-                self.apply_deltas(now, Some(received_us));
+                self.apply_deltas(now, Some(listed_at));
             }
             ControlMsg::LifecycleResumed => {
                 log::info!("lifecycle connection back: rediscovering markets");
@@ -814,6 +853,21 @@ impl ControlPlane {
     // ---- snapshots --------------------------------------------------------------------------
 
     fn step_poller(&mut self, now: i64) -> bool {
+        if let Some(ticker) = self.priority_snapshots.front().copied()
+            && self.budget.try_take(now)
+        {
+            match self.fetch_snapshot(&ticker) {
+                Err(FetchError::RateLimited) => self.budget.rate_limited(now),
+                Err(FetchError::Failed(e)) => {
+                    log::warn!("snapshot of closed market {ticker}: {e}");
+                    self.priority_snapshots.pop_front();
+                }
+                Ok(_) => {
+                    self.priority_snapshots.pop_front();
+                }
+            }
+            return true;
+        }
         let Some(ticker) = self.poller.next_due(now, &mut self.budget) else {
             return false;
         };
@@ -891,12 +945,18 @@ impl ControlPlane {
                     Ok(json) => Ok(json),
                     Err(FetchError::RateLimited) => {
                         self.budget.rate_limited(now_us());
-                        Err((503, "the exchange answered 429 (rate limited); retry later".to_owned()))
+                        Err((
+                            503,
+                            "the exchange answered 429 (rate limited); retry later".to_owned(),
+                        ))
                     }
                     Err(FetchError::Failed(e)) => Err((502, e)),
                 }
             }
-            _ => Err((400, format!("ticker {:?} is not a valid ticker", request.ticker))),
+            _ => Err((
+                400,
+                format!("ticker {:?} is not a valid ticker", request.ticker),
+            )),
         };
         let _ = request.reply.try_send(answer);
     }

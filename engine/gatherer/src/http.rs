@@ -138,10 +138,8 @@ fn poll_market(endpoints: &Endpoints, request: &Request) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        return json_error(401, "missing or wrong bearer token").with_header(
-            "WWW-Authenticate",
-            "Bearer realm=\"kalshi-gatherer\"",
-        );
+        return json_error(401, "missing or wrong bearer token")
+            .with_header("WWW-Authenticate", "Bearer realm=\"kalshi-gatherer\"");
     }
     let Some(ticker) = request.query_param("ticker") else {
         return json_error(400, "query parameter ticker is required");

@@ -118,6 +118,34 @@ pub(crate) fn migrate(url: &str, timeout: Duration) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The markets the previous run still subscribed (its `markets` rows with a live status): after
+/// a restart, those that closed meanwhile are no longer discovered, but their trades of the
+/// missed window must still be backfilled.
+fn previous_markets(url: &str, timeout: Duration, gatherer_id: i16) -> Vec<kalshi_wire::Ticker> {
+    use std::str::FromStr;
+    let Ok(mut config) = postgres::Config::from_str(url) else {
+        return Vec::new();
+    };
+    config.connect_timeout(timeout);
+    let Ok(mut client) = config.connect(postgres::NoTls) else {
+        return Vec::new();
+    };
+    match client.query(
+        "SELECT ticker FROM markets WHERE gatherer_id = $1 \
+         AND status IN ('initialized', 'active', 'inactive')",
+        &[&gatherer_id],
+    ) {
+        Ok(rows) => rows
+            .iter()
+            .filter_map(|r| kalshi_wire::Ticker::new(r.get::<_, &str>(0)))
+            .collect(),
+        Err(e) => {
+            log::warn!("reading the previous run's markets: {e}");
+            Vec::new()
+        }
+    }
+}
+
 fn check_exchange(rest: &RestClient, base: &str) -> Result<(), StartError> {
     let mut last = String::new();
     for attempt in 0..3 {
@@ -189,20 +217,24 @@ pub fn run(loaded: Loaded) -> Result<(), StartError> {
         tls,
     };
 
-    let migration_pending =
-        match migrate(&database_url, Duration::from_millis(limits.db_connect_timeout_ms)) {
-            Ok(()) => None,
-            Err(e) if e.starts_with("unreachable:") => {
-                log::warn!(
-                    "database {e}; spooling to {} and retrying the migration every 5 s",
-                    config.spool.dir.display()
-                );
-                Some(database_url.clone())
-            }
-            Err(e) => {
-                return Err(StartError::Runtime(format!("database migration failed: {e}")));
-            }
-        };
+    let migration_pending = match migrate(
+        &database_url,
+        Duration::from_millis(limits.db_connect_timeout_ms),
+    ) {
+        Ok(()) => None,
+        Err(e) if e.starts_with("unreachable:") => {
+            log::warn!(
+                "database {e}; spooling to {} and retrying the migration every 5 s",
+                config.spool.dir.display()
+            );
+            Some(database_url.clone())
+        }
+        Err(e) => {
+            return Err(StartError::Runtime(format!(
+                "database migration failed: {e}"
+            )));
+        }
+    };
 
     std::fs::create_dir_all(&config.spool.dir).map_err(|e| {
         StartError::Config(format!(
@@ -212,6 +244,7 @@ pub fn run(loaded: Loaded) -> Result<(), StartError> {
     })?;
     let n_shards = config.engine.shard_cores.len();
     let pin = config.engine.pin_threads;
+    let database_url_for_reads = database_url.clone();
     let mut writer_config = WriterConfig::new(
         database_url,
         format!("gatherer-{}", config.database.gatherer_id),
@@ -242,6 +275,14 @@ pub fn run(loaded: Loaded) -> Result<(), StartError> {
             (now - us) as f64 / 1e6
         );
     }
+    let previous = match (resume_from_us, &migration_pending) {
+        (Some(_), None) => previous_markets(
+            &database_url_for_reads,
+            Duration::from_millis(config.limits.db_connect_timeout_ms),
+            config.database.gatherer_id,
+        ),
+        _ => Vec::new(),
+    };
     let shard_cores = config.engine.shard_cores.clone();
     let control_core = config.engine.control_core.filter(|_| pin);
     let spool_dir = config.spool.dir.clone();
@@ -304,6 +345,7 @@ pub fn run(loaded: Loaded) -> Result<(), StartError> {
         rest,
         core: control_core,
         migration_pending,
+        previous_markets: previous,
         stop: Arc::clone(&control_stop),
     })?;
     let mut shards = Vec::new();

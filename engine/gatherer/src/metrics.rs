@@ -122,7 +122,13 @@ impl Metrics {
             "Frames that could not be decoded, by kind.",
             &["kind"],
         )?;
-        for kind in ["json", "missing_field", "wrong_type", "invalid", "too_large"] {
+        for kind in [
+            "json",
+            "missing_field",
+            "wrong_type",
+            "invalid",
+            "too_large",
+        ] {
             parse_errors.with_label_values(&[kind]);
         }
         let book_rest_compared = counter_vec(
@@ -148,7 +154,11 @@ impl Metrics {
         )?;
         r.register(Box::new(last_frame_age.clone()))?;
         Ok(Metrics {
-            ws_connected: gauge(r, "ws_client_connected", "WebSocket connections currently open.")?,
+            ws_connected: gauge(
+                r,
+                "ws_client_connected",
+                "WebSocket connections currently open.",
+            )?,
             messages: counter(
                 r,
                 "ws_client_messages_received_total",

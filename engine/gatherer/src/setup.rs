@@ -155,9 +155,8 @@ pub fn load(config_path: &Path) -> Result<Loaded, StartError> {
             config_path.display()
         ))
     })?;
-    let config = Config::from_toml_str(&text, cores_online()).map_err(|e| {
-        StartError::Config(format!("{}: {e}", config_path.display()))
-    })?;
+    let config = Config::from_toml_str(&text, cores_online())
+        .map_err(|e| StartError::Config(format!("{}: {e}", config_path.display())))?;
     let key_id = match (&config.exchange.key_id, &config.exchange.key_id_env) {
         (Some(id), _) => id.trim().to_owned(),
         (None, Some(name)) => env_secret("exchange.key_id_env", name)?,
@@ -166,10 +165,12 @@ pub fn load(config_path: &Path) -> Result<Loaded, StartError> {
         }
     };
     let key_path = resolve_key_path(&config.exchange.private_key_file, config_path);
-    let key = SigningKey::from_pem_file(&key_path).map_err(|e| {
-        StartError::Config(format!("exchange.private_key_file: {e}"))
-    })?;
-    let password = match (&config.database.password_file, &config.database.password_env) {
+    let key = SigningKey::from_pem_file(&key_path)
+        .map_err(|e| StartError::Config(format!("exchange.private_key_file: {e}")))?;
+    let password = match (
+        &config.database.password_file,
+        &config.database.password_env,
+    ) {
         (Some(path), _) => Some(file_secret("database.password_file", path)?),
         (None, Some(name)) => Some(env_secret("database.password_env", name)?),
         (None, None) => None,

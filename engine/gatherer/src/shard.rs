@@ -38,13 +38,11 @@ use kalshi_gather::{
 };
 use kalshi_net::{ConnectError, WsConnection, WsEvent};
 use kalshi_wire::{Decoder, DecoderConfig, Record, Side, Ticker};
-use kalshi_writer::{
-    DeltaRow, Producer, PushError, Row, Source, TickerRow, TradeRow,
-};
+use kalshi_writer::{DeltaRow, Producer, PushError, Row, Source, TickerRow, TradeRow};
 
 use crate::metrics::ConnCounters;
 use crate::setup::{StartError, now_us};
-use crate::shared::{ControlMsg, Shared, ShardCmd, WS_SIGNED_PATH};
+use crate::shared::{ControlMsg, ShardCmd, Shared, WS_SIGNED_PATH};
 
 /// Housekeeping period of a shard (assignment polling, outbox, stop flag).
 pub(crate) const TICK: Duration = Duration::from_millis(20);
@@ -71,9 +69,7 @@ pub(crate) struct ShardSetup {
 ///
 /// # Errors
 /// The executor could not be created (placement, io_uring setup).
-pub(crate) fn spawn(
-    setup: ShardSetup,
-) -> Result<glommio::ExecutorJoinHandle<()>, StartError> {
+pub(crate) fn spawn(setup: ShardSetup) -> Result<glommio::ExecutorJoinHandle<()>, StartError> {
     let placement = match setup.core {
         Some(core) => Placement::Fixed(core),
         None => Placement::Unbound,
@@ -106,6 +102,14 @@ struct Conn {
     last_frame_us: i64,
     /// The resume point of the first connection attempt.
     initial_resume_us: Option<i64>,
+    /// Start of the window whose trades this connection has not seen (while disconnected, or
+    /// connected but not yet fully subscribed after a resume); `None` when fully caught up.
+    window_from_us: Option<i64>,
+    /// Markets assigned while running (new listings), with their listing time, until their
+    /// trade subscription is confirmed. If the connection drops first, their trades since the
+    /// listing are backfilled at once (the subscription manager only does it on confirmation,
+    /// which may be long after, or never if they close meanwhile).
+    listed: BTreeMap<Ticker, i64>,
 }
 
 impl Conn {
@@ -191,6 +195,8 @@ impl ShardCtx {
             healthy: false,
             last_frame_us: 0,
             initial_resume_us,
+            window_from_us: initial_resume_us,
+            listed: BTreeMap::new(),
         }));
         self.conns.borrow_mut().push(Rc::clone(&conn));
         self.shared.metrics.connections_total.inc();
@@ -250,8 +256,7 @@ async fn shard_main(setup: ShardSetup) {
         glommio::timer::sleep(TICK).await;
     }
     // Stop: the connection tasks see the flag within CONN_TICK, push what they hold and close.
-    let deadline =
-        Instant::now() + Duration::from_millis(shared.config.limits.shutdown_timeout_ms);
+    let deadline = Instant::now() + Duration::from_millis(shared.config.limits.shutdown_timeout_ms);
     while ctx.tasks.get() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
@@ -302,11 +307,18 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
                 if c.lifecycle || c.manager.free_slots() == 0 {
                     continue;
                 }
-                rest = c.manager.add_markets(&rest, listed_at_us);
+                let overflow = c.manager.add_markets(&rest, listed_at_us);
+                note_listed(ctx, &mut c, &rest, &overflow, listed_at_us);
+                rest = overflow;
             }
             while !rest.is_empty() {
                 let conn = ctx.new_conn(false, resume_from_us);
-                let overflow = conn.borrow_mut().manager.add_markets(&rest, listed_at_us);
+                let overflow = {
+                    let mut c = conn.borrow_mut();
+                    let overflow = c.manager.add_markets(&rest, listed_at_us);
+                    note_listed(ctx, &mut c, &rest, &overflow, listed_at_us);
+                    overflow
+                };
                 if overflow.len() == rest.len() {
                     log::error!("shard {}: a new connection took no markets", ctx.index);
                     break;
@@ -321,9 +333,43 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
                 if c.lifecycle {
                     continue;
                 }
+                // A market leaving while this connection has an open window (down, or not yet
+                // resubscribed) would lose that window's trades: backfill it up to now.
+                if let Some(from_us) = c.window_from_us {
+                    let mine: Vec<Ticker> = {
+                        let assigned: Vec<&Ticker> = c.manager.markets().collect();
+                        tickers
+                            .iter()
+                            .filter(|t| assigned.contains(t))
+                            .copied()
+                            .collect()
+                    };
+                    let confirmed: Vec<Ticker> = c
+                        .manager
+                        .confirmed(kalshi_gather::Channel::Trade)
+                        .copied()
+                        .collect();
+                    let unseen: Vec<Ticker> = mine
+                        .into_iter()
+                        .filter(|t| !c.open || !confirmed.contains(t))
+                        .collect();
+                    if !unseen.is_empty() {
+                        ctx.send_control(ControlMsg::Action {
+                            conn: c.id,
+                            action: Action::Backfill {
+                                gap_id: None,
+                                tickers: unseen,
+                                from_us,
+                                to_us: now_us(),
+                                cause: kalshi_gather::BackfillCause::Reconnect,
+                            },
+                        });
+                    }
+                }
                 c.manager.remove_markets(&tickers);
                 for ticker in &tickers {
                     c.books.remove(ticker);
+                    c.listed.remove(ticker);
                 }
             }
         }
@@ -336,7 +382,85 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
     }
 }
 
-fn compare(ctx: &ShardCtx, ticker: &Ticker, yes: &[kalshi_wire::Level], no: &[kalshi_wire::Level], requested_us: i64) {
+fn note_listed(
+    ctx: &ShardCtx,
+    c: &mut Conn,
+    offered: &[Ticker],
+    overflow: &[Ticker],
+    listed_at_us: Option<i64>,
+) {
+    let Some(at) = listed_at_us else {
+        return;
+    };
+    let taken: Vec<Ticker> = offered
+        .iter()
+        .filter(|t| !overflow.contains(t))
+        .copied()
+        .collect();
+    for ticker in &taken {
+        c.listed.entry(*ticker).or_insert(at);
+    }
+    // Assigned to a connection that is down: nothing will be confirmed until it is back, so
+    // fetch the window since the listing now (the reconnect window covers what follows).
+    if !c.open && !taken.is_empty() {
+        ctx.send_control(ControlMsg::Action {
+            conn: c.id,
+            action: Action::Backfill {
+                gap_id: None,
+                tickers: taken,
+                from_us: at,
+                to_us: now_us(),
+                cause: kalshi_gather::BackfillCause::NewMarket,
+            },
+        });
+    }
+}
+
+/// Forgets listing times of markets now confirmed on the trade subscription.
+fn prune_listed(c: &mut Conn) {
+    if c.listed.is_empty() {
+        return;
+    }
+    let confirmed: Vec<Ticker> = c
+        .manager
+        .confirmed(kalshi_gather::Channel::Trade)
+        .filter(|t| c.listed.contains_key(*t))
+        .copied()
+        .collect();
+    for ticker in confirmed {
+        c.listed.remove(&ticker);
+    }
+}
+
+/// The connection dropped: markets listed while running and not yet confirmed on the trade
+/// subscription get their window from the listing backfilled now.
+fn backfill_unconfirmed_listings(ctx: &ShardCtx, c: &mut Conn, now: i64) {
+    prune_listed(c);
+    let mut by_start: BTreeMap<i64, Vec<Ticker>> = BTreeMap::new();
+    for (ticker, at) in &c.listed {
+        by_start.entry(*at).or_default().push(*ticker);
+    }
+    for (from_us, tickers) in by_start {
+        ctx.send_control(ControlMsg::Action {
+            conn: c.id,
+            action: Action::Backfill {
+                gap_id: None,
+                tickers,
+                from_us,
+                to_us: now,
+                cause: kalshi_gather::BackfillCause::NewMarket,
+            },
+        });
+    }
+}
+
+fn compare(
+    ctx: &ShardCtx,
+    ticker: &Ticker,
+    yes: &[kalshi_wire::Level],
+    no: &[kalshi_wire::Level],
+    requested_us: i64,
+) {
     let metrics = &ctx.shared.metrics;
     let use_yes_price = ctx.market_subs.use_yes_price;
     for conn in ctx.conns.borrow().iter() {
@@ -345,18 +469,30 @@ fn compare(ctx: &ShardCtx, ticker: &Ticker, yes: &[kalshi_wire::Level], no: &[ka
             continue;
         };
         if *changed_us >= requested_us {
-            metrics.book_rest_compared.with_label_values(&["skipped"]).inc();
+            metrics
+                .book_rest_compared
+                .with_label_values(&["skipped"])
+                .inc();
             return;
         }
         match book.compare(yes, no, use_yes_price) {
             Comparison::Equal => {
-                metrics.book_rest_compared.with_label_values(&["equal"]).inc();
+                metrics
+                    .book_rest_compared
+                    .with_label_values(&["equal"])
+                    .inc();
             }
             Comparison::NotLive => {
-                metrics.book_rest_compared.with_label_values(&["skipped"]).inc();
+                metrics
+                    .book_rest_compared
+                    .with_label_values(&["skipped"])
+                    .inc();
             }
             Comparison::Differ(differences) => {
-                metrics.book_rest_compared.with_label_values(&["differ"]).inc();
+                metrics
+                    .book_rest_compared
+                    .with_label_values(&["differ"])
+                    .inc();
                 metrics.book_rest_mismatch.inc();
                 log::warn!(
                     "book of {ticker} differs from its REST snapshot at {} levels (first: {:?})",
@@ -436,7 +572,8 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
                 return;
             }
         };
-        let mut ws = match WsConnection::connect(&shared.ws_url, &headers, &shared.ws_config).await {
+        let mut ws = match WsConnection::connect(&shared.ws_url, &headers, &shared.ws_config).await
+        {
             Ok(ws) => ws,
             Err(error) => {
                 shared
@@ -479,23 +616,39 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
             let mut c = conn.borrow_mut();
             c.open = true;
             c.last_frame_us = now;
-            c.manager.connected(now, resume.take());
+            let resume_from = resume.take();
+            if resume_from.is_none() {
+                c.window_from_us = None;
+            }
+            c.manager.connected(now, resume_from);
         }
         if lifecycle && !first {
             ctx.send_control(ControlMsg::LifecycleResumed);
         }
         first = false;
-        let end = session(ctx, conn, &mut ws, &mut decoder, &mut scratch, &mut raw, &mut out).await;
+        let end = session(
+            ctx,
+            conn,
+            &mut ws,
+            &mut decoder,
+            &mut scratch,
+            &mut raw,
+            &mut out,
+        )
+        .await;
         ws.close().await;
         let now = now_us();
         {
             let mut c = conn.borrow_mut();
             c.open = false;
             c.healthy = false;
+            backfill_unconfirmed_listings(ctx, &mut c, now);
             c.manager.disconnected(now);
             c.invalidate_books();
             if !lifecycle {
-                resume = Some(c.manager.last_frame_us().unwrap_or(now));
+                let from = c.manager.last_frame_us().unwrap_or(now);
+                resume = Some(from);
+                c.window_from_us = Some(c.window_from_us.map_or(from, |w| w.min(from)));
             }
         }
         let kind = match end {
@@ -510,7 +663,11 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
                 failure_kind(&error)
             }
             End::Silent => {
-                shared.metrics.ws_errors.with_label_values(&["timeout"]).inc();
+                shared
+                    .metrics
+                    .ws_errors
+                    .with_label_values(&["timeout"])
+                    .inc();
                 log::warn!(
                     "connection {id}: no frame for {} ms; reconnecting",
                     shared.config.limits.liveness_timeout_ms
@@ -518,7 +675,11 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
                 FailureKind::Transport
             }
             End::Reconnect(reason) => {
-                shared.metrics.ws_errors.with_label_values(&["protocol"]).inc();
+                shared
+                    .metrics
+                    .ws_errors
+                    .with_label_values(&["protocol"])
+                    .inc();
                 log::warn!("connection {id}: reconnecting: {reason}");
                 FailureKind::Protocol
             }
@@ -574,6 +735,10 @@ async fn session(
                 let mut c = conn.borrow_mut();
                 c.manager.handle_timeout(now_us());
                 c.healthy = c.open && c.manager.is_fully_subscribed();
+                if c.healthy {
+                    c.window_from_us = None;
+                }
+                prune_listed(&mut c);
             }
             Some(Err(e)) => return End::Failed(e),
             Some(Ok(WsEvent::Silent)) => return End::Silent,
@@ -718,12 +883,16 @@ fn handle_text(
             match &decoded.record {
                 Record::Snapshot(s) => {
                     let entry = c.books.entry(s.ticker).or_default();
-                    if let Err(error) = entry.0.apply_snapshot(decoded.yes_levels(), decoded.no_levels()) {
+                    if let Err(error) = entry
+                        .0
+                        .apply_snapshot(decoded.yes_levels(), decoded.no_levels())
+                    {
                         log::warn!("snapshot of {} rejected by the book: {error:?}", s.ticker);
                     }
                     entry.1 = now;
                     let mut row = ctx.producer.snapshot_row();
-                    row.fill_from_wire(&decoded, gatherer_id, now, Source::Ws).ok()?;
+                    row.fill_from_wire(&decoded, gatherer_id, now, Source::Ws)
+                        .ok()?;
                     if yes_price {
                         // Stored NO levels are NO-leg prices (sql/README.md).
                         for level in &mut row.no {

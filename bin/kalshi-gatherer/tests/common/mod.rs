@@ -585,10 +585,19 @@ pub fn check_trades(
         doubled.len(),
         doubled.first()
     );
-    let foreign: Vec<_> = stored.keys().filter(|id| !truth.contains_key(*id)).collect();
-    assert!(foreign.is_empty(), "trades not in the truth log: {foreign:?}");
+    let foreign: Vec<_> = stored
+        .keys()
+        .filter(|id| !truth.contains_key(*id))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "trades not in the truth log: {foreign:?}"
+    );
     let by_rest = stored.values().filter(|(_, rest)| *rest > 0).count();
-    let ws_only = stored.values().filter(|(ws, rest)| *ws == 1 && *rest == 0).count();
+    let ws_only = stored
+        .values()
+        .filter(|(ws, rest)| *ws == 1 && *rest == 0)
+        .count();
     (truth.len(), ws_only, by_rest)
 }
 
@@ -650,25 +659,94 @@ pub fn check_books(client: &mut postgres::Client, truth: &BTreeMap<String, Book>
         let side: String = row.get(4);
         let key = (side, row.get::<_, i64>(5));
         let size = book.get(&key).copied().unwrap_or(0) + row.get::<_, i64>(6);
-        assert!(size >= 0, "{ticker}: level {key:?} went negative in the stored stream");
+        assert!(
+            size >= 0,
+            "{ticker}: level {key:?} went negative in the stored stream"
+        );
         if size == 0 {
             book.remove(&key);
         } else {
             book.insert(key, size);
         }
     }
-    for ticker in &live {
-        assert!(
-            books.contains_key(ticker),
-            "{ticker} is subscribed but has no stored snapshot"
-        );
+    // A REST snapshot taken after a market's last stored delta and after its latest WebSocket
+    // snapshot (a market that closed while the gatherer was down) is its latest state.
+    let rest = client
+        .query(
+            "SELECT DISTINCT ON (s.ticker) s.ticker, s.received_ts, s.yes_price_e6, s.yes_count_e2, \
+             s.no_price_e6, s.no_count_e2 FROM orderbook_snapshots s WHERE s.source = 'rest' \
+             AND s.received_ts > coalesce((SELECT max(d.received_ts) FROM orderbook_deltas d \
+             WHERE d.ticker = s.ticker), 0) \
+             ORDER BY s.ticker, s.received_ts DESC",
+            &[],
+        )
+        .unwrap();
+    for row in rest {
+        let ticker: String = row.get(0);
+        let received: i64 = row.get(1);
+        if live.contains(&ticker)
+            || books
+                .get(&ticker)
+                .is_some_and(|(ws_received, ..)| *ws_received > received)
+        {
+            continue;
+        }
+        let mut book = Book::new();
+        for (side, prices, counts) in [("yes", 2, 3), ("no", 4, 5)] {
+            let prices: Vec<i64> = row.get(prices);
+            let counts: Vec<i64> = row.get(counts);
+            for (p, c) in prices.into_iter().zip(counts) {
+                book.insert((side.to_owned(), p), c);
+            }
+        }
+        books.insert(ticker, (received, 0, 0, book));
+    }
+    // A market listed in the last moments before the final pause may not have been
+    // subscribed yet (its trades are backfilled; it has no book to compare): report them.
+    let unsubscribed = live.iter().filter(|t| !books.contains_key(*t)).count();
+    if unsubscribed > 0 {
+        println!("{unsubscribed} live markets had no snapshot yet at the end");
     }
     let mut compared = 0;
     for (ticker, (_, _, _, book)) in &books {
         let expected = truth
             .get(ticker)
             .unwrap_or_else(|| panic!("{ticker} is not a simulator market"));
-        assert_eq!(book, expected, "book of {ticker} differs from the simulator's");
+        if book != expected {
+            let snapshots: Vec<(i64, Option<i64>, Option<i64>, String)> = client
+                .query(
+                    "SELECT received_ts, sid, seq, source FROM orderbook_snapshots \
+                     WHERE ticker = $1 ORDER BY received_ts",
+                    &[ticker],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect();
+            let deltas: Vec<(i64, i64, i64)> = client
+                .query(
+                    "SELECT received_ts, sid, seq FROM orderbook_deltas WHERE ticker = $1 \
+                     ORDER BY received_ts",
+                    &[ticker],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            let market: Vec<(String, i64)> = client
+                .query(
+                    "SELECT status, updated_ts FROM markets WHERE ticker = $1",
+                    &[ticker],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            panic!(
+                "book of {ticker} differs from the simulator's:\n stored {book:?}\n truth {expected:?}\n market {market:?}\n snapshots {snapshots:?}\n last deltas {:?}",
+                &deltas[deltas.len().saturating_sub(8)..]
+            );
+        }
         compared += 1;
     }
     compared
@@ -718,7 +796,12 @@ impl Scenario {
     /// Starts everything. The resume file is seeded with the simulator's start, so the
     /// gatherer backfills the trades of the seconds before its first subscription: the truth
     /// log's every trade is then expected.
-    pub fn start(tag: &str, seed: u64, market: &Market, tweak: impl FnOnce(&mut GathererConfig)) -> Scenario {
+    pub fn start(
+        tag: &str,
+        seed: u64,
+        market: &Market,
+        tweak: impl FnOnce(&mut GathererConfig),
+    ) -> Scenario {
         let dir = temp_dir(tag);
         let keys = keys(&dir);
         let pg = postgres();
@@ -758,13 +841,37 @@ impl Scenario {
             if last_missing.is_empty() {
                 break;
             }
-            assert!(
-                start.elapsed() < PATIENCE,
-                "{} truth trades still missing, e.g. {:?}\n{}",
-                last_missing.len(),
-                last_missing.first(),
-                self.gatherer.stderr()
-            );
+            if start.elapsed() > PATIENCE {
+                let mut detail = String::new();
+                for id in last_missing.iter().take(5) {
+                    let ticker = &truth[id];
+                    let rows = client
+                        .query(
+                            "SELECT status, updated_ts FROM markets WHERE ticker = $1",
+                            &[ticker],
+                        )
+                        .unwrap();
+                    let status: Vec<(String, i64)> =
+                        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+                    detail.push_str(&format!("{id} {ticker} market rows {status:?}\n"));
+                }
+                let text = std::fs::read_to_string(self.dir.join("truth.jsonl")).unwrap();
+                for line in text.lines() {
+                    if last_missing
+                        .iter()
+                        .take(5)
+                        .any(|id| line.contains(id.as_str()))
+                    {
+                        detail.push_str(line);
+                        detail.push('\n');
+                    }
+                }
+                panic!(
+                    "{} truth trades still missing:\n{detail}\n{}",
+                    last_missing.len(),
+                    self.gatherer.stderr()
+                );
+            }
             std::thread::sleep(Duration::from_millis(500));
         }
         let status = self.gatherer.terminate();
