@@ -3,7 +3,7 @@
 //! The names are a contract (design.md §9, the runbook, the Grafana dashboard). Shard cores never
 //! touch these atomics per message: each connection counts in plain integers
 //! ([`ConnCounters`]) and the shard publishes the differences every
-//! [`crate::shard::PUBLISH_EVERY`] (a few `inc_by` calls per interval).
+//! half second (a few `inc_by` calls per interval).
 
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 

@@ -595,7 +595,7 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
                     return;
                 }
                 failures += 1;
-                if failures <= 3 || failures % 20 == 0 {
+                if failures <= 3 || failures.is_multiple_of(20) {
                     log::warn!(
                         "connection {id}: connecting to {} failed ({} times): {error}",
                         shared.ws_url.as_string(),
@@ -804,14 +804,12 @@ fn drain_actions(ctx: &ShardCtx, conn: &RefCell<Conn>) -> Option<End> {
     let id = c.id;
     while let Some(action) = c.manager.poll_action() {
         match &action {
-            Action::Gap(gap) => {
-                if gap.channel == "orderbook_delta" {
-                    for name in &gap.tickers {
-                        if let Some(ticker) = Ticker::new(name)
-                            && let Some((book, _)) = c.books.get_mut(&ticker)
-                        {
-                            book.invalidate();
-                        }
+            Action::Gap(gap) if gap.channel == "orderbook_delta" => {
+                for name in &gap.tickers {
+                    if let Some(ticker) = Ticker::new(name)
+                        && let Some((book, _)) = c.books.get_mut(&ticker)
+                    {
+                        book.invalidate();
                     }
                 }
             }
@@ -865,7 +863,7 @@ fn handle_text(
             c.counters.parse_error(error.kind());
             let logged = ctx.parse_logged.get();
             ctx.parse_logged.set(logged + 1);
-            if logged < 10 || logged % 10_000 == 0 {
+            if logged < 10 || logged.is_multiple_of(10_000) {
                 log::warn!("connection {}: undecodable frame skipped: {error}", c.id);
             }
             return None;
