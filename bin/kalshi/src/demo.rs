@@ -449,6 +449,10 @@ fn run_in(args: &DemoArgs, bin_dir: &Path, workdir: &Path) -> Result<()> {
         println!("  gatherer-{}:  {}  {}", g + 1, e.metrics, e.health);
     }
     println!("  deduplicator:  {dedup_metrics}  {dedup_health}");
+    println!("  production database:  psql {}", clusters[0].url("kalshi"));
+    for (g, cluster) in clusters.iter().enumerate().skip(1) {
+        println!("  gatherer-{g} database:  psql {}", cluster.url("kalshi"));
+    }
     println!("  admin token for POST /admin/poll-market: {admin_token}");
     println!("  work directory: {}", workdir.display());
 
