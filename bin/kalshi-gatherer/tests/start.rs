@@ -278,3 +278,63 @@ fn runbook_metrics_are_served() {
     let status = gatherer.terminate();
     assert!(status.success(), "{}", gatherer.stderr());
 }
+
+// POST /admin/poll-market: refused without the bearer token or with a wrong one (401), a bad
+// request without a ticker (400), and with the token it takes a REST snapshot now, stores it as
+// an `orderbook_snapshots` row with source 'rest', and returns it.
+#[test]
+fn admin_poll_market_needs_the_token_and_stores_the_snapshot() {
+    let dir = temp_dir("admin");
+    let keys = keys(&dir);
+    let sim = Sim::start(&dir, &keys.id, &keys.public, 9, &small_market());
+    let pg = common::postgres();
+    let mut admin = common::db(&pg);
+    let config = GathererConfig::new(&sim, &keys, &pg.url("kalshi"), &dir);
+    let mut gatherer = Gatherer::start(&config, &dir, "admin");
+    gatherer.wait_healthy();
+    let (_, body) = sim.get("/trade-api/v2/markets?limit=1&status=open");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ticker = page["markets"][0]["ticker"].as_str().unwrap().to_owned();
+    let target = format!("/admin/poll-market?ticker={ticker}");
+
+    let (status, body) = common::http(&gatherer.health, "POST", &target, &[]);
+    assert_eq!(status, 401, "{body}");
+    let wrong = "Bearer not-the-token".to_owned();
+    let (status, _) = common::http(
+        &gatherer.health,
+        "POST",
+        &target,
+        &[("authorization", &wrong)],
+    );
+    assert_eq!(status, 401);
+    let bearer = format!("Bearer {}", common::ADMIN_TOKEN);
+    let auth = [("authorization", bearer.as_str())];
+    let (status, _) = common::http(&gatherer.health, "POST", "/admin/poll-market", &auth);
+    assert_eq!(status, 400);
+    let (status, _) = common::http(&gatherer.health, "GET", &target, &auth);
+    assert_eq!(status, 405);
+
+    let before: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM orderbook_snapshots WHERE ticker = $1 AND source = 'rest'",
+            &[&ticker],
+        )
+        .unwrap()
+        .get(0);
+    let (status, body) = common::http(&gatherer.health, "POST", &target, &auth);
+    assert_eq!(status, 200, "{body}");
+    let snapshot: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(body.contains(&ticker), "{snapshot}");
+    wait_until("the polled snapshot to be stored", common::PATIENCE, || {
+        let now: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM orderbook_snapshots WHERE ticker = $1 AND source = 'rest'",
+                &[&ticker],
+            )
+            .unwrap()
+            .get(0);
+        now > before
+    });
+    let status = gatherer.terminate();
+    assert!(status.success(), "{}", gatherer.stderr());
+}
