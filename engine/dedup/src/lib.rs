@@ -49,6 +49,7 @@
 
 pub mod config;
 pub mod http;
+pub mod late;
 pub mod merge;
 pub mod metrics;
 pub mod plan;

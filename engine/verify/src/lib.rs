@@ -446,7 +446,10 @@ fn check_trades(
         "SELECT trade_id, ticker, exchange_ts, yes_price_e6, count_e2, source FROM trades \
          WHERE exchange_ts >= $1 AND exchange_ts < $2",
         // Stored trade times may be truncated to the millisecond (see `same_trade`).
-        &[&window.from_ts.div_euclid(1000).saturating_mul(1000), &window.to_ts],
+        &[
+            &window.from_ts.div_euclid(1000).saturating_mul(1000),
+            &window.to_ts,
+        ],
     )?;
     for row in rows {
         let trade_id: String = row.get(0);
