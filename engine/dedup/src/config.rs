@@ -771,6 +771,7 @@ mod tests {
         writer_id = "gatherer-2"
         [sync]
         range_width_ms = 250
+        lifecycle_tolerance_ms = 3000
     "#;
 
     // A minimal file gets the documented defaults; explicit values win.
@@ -783,6 +784,9 @@ mod tests {
         assert_eq!(c.gatherers[1].writer_id, "gatherer-2");
         assert_eq!(c.sync.range_width, Duration::from_millis(250));
         assert_eq!(c.sync.grace, Duration::from_millis(500));
+        assert_eq!(c.sync.lifecycle_tolerance, Duration::from_millis(3000));
+        assert_eq!(c.sync.late_scan_interval, Duration::from_millis(1000));
+        assert_eq!(c.sync.late_scan_step, Duration::from_secs(300));
         assert_eq!(c.http.metrics_listen, "0.0.0.0:9090");
         assert_eq!(c.http.health_listen, "0.0.0.0:8080");
         assert!(!format!("{:?}", c.production).contains("5432/kalshi?"));
@@ -803,6 +807,8 @@ mod tests {
             range_width_ms = 0
             retry_delay_min_ms = 10
             retry_delay_max_ms = 5
+            late_scan_step_secs = 0
+            lifecycle_tolerance_ms = 99999999
             [http]
             metrics_listen = "nope"
         "#;
@@ -814,6 +820,8 @@ mod tests {
             "gatherer[1].url",
             "sync.range_width_ms",
             "sync.retry_delay_max_ms",
+            "sync.late_scan_step_secs",
+            "sync.lifecycle_tolerance_ms",
             "http.metrics_listen",
         ] {
             assert!(keys.contains(&k), "{k} missing from {e}");

@@ -1,9 +1,11 @@
 //! The range-sync service: connections, probes, jobs, the production transaction.
 //!
 //! One thread runs [`Deduplicator::run`]. Each pass it (re)connects production and loads the
-//! dedup state, probes every gatherer's durable watermark, lets the [`Planner`] decide, runs at
-//! most one job (a merge of new ranges, or one gatherer's catch-up), re-syncs `markets` and
-//! `events` when due, and publishes metrics and the health snapshot.
+//! dedup state, probes every gatherer's durable watermark, asks each live gatherer whose late
+//! scan is due which merged ranges received rows since its arrival cursor ([`crate::late`]),
+//! lets the [`Planner`] decide, runs at most one job (a merge of new ranges, else a late-row
+//! re-merge, else one gatherer's catch-up), re-syncs `markets` and `events` when due, and
+//! publishes metrics and the health snapshot.
 //!
 //! # A job
 //!
@@ -910,6 +912,10 @@ impl Deduplicator {
                 }
             }
             if !need.iter().any(|n| *n) {
+                continue;
+            }
+            // A new range without lifecycle rows from any source has nothing to match.
+            if lifecycle && !catchup && tuples.iter().all(|s| s.iter().all(Vec::is_empty)) {
                 continue;
             }
             // Production's rows of this table as the base of a catch-up diff; for lifecycle

@@ -72,6 +72,17 @@ fn gatherer_migrations_apply_twice() {
         .unwrap()
         .get(0);
     assert_eq!(dedup, None);
+    // The late-row scan's arrival-time indexes.
+    let brin: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename IN \
+             ('trades', 'orderbook_deltas', 'orderbook_snapshots', 'tickers', 'market_lifecycle') \
+             AND indexdef LIKE '%USING brin (received_ts)%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(brin, 5);
 }
 
 // Checks the production variant: applies twice cleanly, has the dedup state tables and the
@@ -82,7 +93,7 @@ fn gatherer_migrations_apply_twice() {
 fn production_migrations_apply_twice_with_unique_keys() {
     let pg = cluster();
     let first = migrated(&pg, "kalshi", &MigrateOptions::production());
-    assert_eq!(first.applied.last().unwrap().name, "writer_production");
+    assert_eq!(first.applied.last().unwrap().name, "late_production");
     let second = migrated(&pg, "kalshi", &MigrateOptions::production());
     assert!(second.applied.is_empty() && second.partition_changes.is_empty());
 
@@ -113,7 +124,7 @@ fn production_migrations_apply_twice_with_unique_keys() {
         "duplicate ticker row with NULLs",
     );
 
-    for table in ["dedup_watermarks", "dedup_ranges"] {
+    for table in ["dedup_watermarks", "dedup_ranges", "dedup_late_cursors"] {
         let n: i64 = c
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .unwrap()
