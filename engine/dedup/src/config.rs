@@ -38,6 +38,13 @@
 //! late_window_secs = 60      # a returning gatherer is re-checked this far back before where it
 //!                            # left off (late rows); default 60
 //! poll_interval_ms = 100     # how often watermarks are probed when idle; default 100
+//! late_scan_interval_ms = 1000  # how often each live gatherer is asked which merged ranges
+//!                            # received rows since the last scan (late rows); default 1000
+//! late_scan_step_secs = 300  # most arrival time one late scan covers (bounds the query after
+//!                            # a long pause); default 300
+//! lifecycle_tolerance_ms = 5000  # lifecycle rows carry the gatherer's receive time: copies
+//!                            # with the same content at most this far apart are one event;
+//!                            # default 5000, 0 = exact times only
 //! batch_ranges_max = 10      # ranges per production transaction when behind; default 10
 //! batch_rows_target = 400000 # aim for about this many source rows per transaction; default
 //!                            # 400000 (bounds memory: roughly 100 bytes per row)
@@ -138,6 +145,9 @@ struct RawSync {
     down_after_ms: Option<u64>,
     late_window_secs: Option<u64>,
     poll_interval_ms: Option<u64>,
+    late_scan_interval_ms: Option<u64>,
+    late_scan_step_secs: Option<u64>,
+    lifecycle_tolerance_ms: Option<u64>,
     batch_ranges_max: Option<usize>,
     batch_rows_target: Option<usize>,
     start_us: Option<i64>,
@@ -244,6 +254,12 @@ pub struct SyncConfig {
     pub late_window: Duration,
     /// Idle poll period.
     pub poll_interval: Duration,
+    /// Late-row scan period per gatherer.
+    pub late_scan_interval: Duration,
+    /// Most arrival time one late scan covers.
+    pub late_scan_step: Duration,
+    /// Lifecycle copies with the same content this close in time are one event.
+    pub lifecycle_tolerance: Duration,
     /// Most ranges per transaction.
     pub batch_ranges_max: usize,
     /// Source rows aimed at per transaction.
@@ -268,6 +284,9 @@ impl Default for SyncConfig {
             down_after: Duration::from_millis(10_000),
             late_window: Duration::from_secs(60),
             poll_interval: Duration::from_millis(100),
+            late_scan_interval: Duration::from_millis(1000),
+            late_scan_step: Duration::from_secs(300),
+            lifecycle_tolerance: Duration::from_millis(5000),
             batch_ranges_max: 10,
             batch_rows_target: 400_000,
             start_us: None,
@@ -477,6 +496,29 @@ fn sync_config(p: &mut Problems, raw: &RawSync) -> SyncConfig {
         1,
         60_000,
     );
+    let late_scan_interval = ms(
+        p,
+        "sync.late_scan_interval_ms",
+        raw.late_scan_interval_ms,
+        1000,
+        1,
+        3_600_000,
+    );
+    let late_scan_step_secs = raw.late_scan_step_secs.unwrap_or(300);
+    if !(1..=86_400).contains(&late_scan_step_secs) {
+        p.add(
+            "sync.late_scan_step_secs",
+            format!("{late_scan_step_secs} is out of range (1..=86400)"),
+        );
+    }
+    let lifecycle_tolerance = ms(
+        p,
+        "sync.lifecycle_tolerance_ms",
+        raw.lifecycle_tolerance_ms,
+        5000,
+        0,
+        3_600_000,
+    );
     let batch_ranges_max = raw.batch_ranges_max.unwrap_or(d.batch_ranges_max);
     if !(1..=10_000).contains(&batch_ranges_max) {
         p.add("sync.batch_ranges_max", "must be 1 to 10000");
@@ -521,6 +563,9 @@ fn sync_config(p: &mut Problems, raw: &RawSync) -> SyncConfig {
         down_after,
         late_window,
         poll_interval,
+        late_scan_interval,
+        late_scan_step: Duration::from_secs(late_scan_step_secs.clamp(1, 86_400)),
+        lifecycle_tolerance,
         batch_ranges_max: batch_ranges_max.clamp(1, 10_000),
         batch_rows_target,
         start_us: raw.start_us,
@@ -726,6 +771,7 @@ mod tests {
         writer_id = "gatherer-2"
         [sync]
         range_width_ms = 250
+        lifecycle_tolerance_ms = 3000
     "#;
 
     // A minimal file gets the documented defaults; explicit values win.
@@ -738,6 +784,9 @@ mod tests {
         assert_eq!(c.gatherers[1].writer_id, "gatherer-2");
         assert_eq!(c.sync.range_width, Duration::from_millis(250));
         assert_eq!(c.sync.grace, Duration::from_millis(500));
+        assert_eq!(c.sync.lifecycle_tolerance, Duration::from_millis(3000));
+        assert_eq!(c.sync.late_scan_interval, Duration::from_millis(1000));
+        assert_eq!(c.sync.late_scan_step, Duration::from_secs(300));
         assert_eq!(c.http.metrics_listen, "0.0.0.0:9090");
         assert_eq!(c.http.health_listen, "0.0.0.0:8080");
         assert!(!format!("{:?}", c.production).contains("5432/kalshi?"));
@@ -758,6 +807,8 @@ mod tests {
             range_width_ms = 0
             retry_delay_min_ms = 10
             retry_delay_max_ms = 5
+            late_scan_step_secs = 0
+            lifecycle_tolerance_ms = 99999999
             [http]
             metrics_listen = "nope"
         "#;
@@ -769,6 +820,8 @@ mod tests {
             "gatherer[1].url",
             "sync.range_width_ms",
             "sync.retry_delay_max_ms",
+            "sync.late_scan_step_secs",
+            "sync.lifecycle_tolerance_ms",
             "http.metrics_listen",
         ] {
             assert!(keys.contains(&k), "{k} missing from {e}");

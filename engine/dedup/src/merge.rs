@@ -327,6 +327,155 @@ pub fn merge_range(
     r
 }
 
+/// One lifecycle copy offered to [`merge_lifecycle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LifeCopy<'a> {
+    /// The tuple (lifecycle column order, see [`crate::spec`]).
+    pub tuple: TupleRef<'a>,
+    /// Whether it may be written when production has no copy for it. Copies outside the
+    /// ranges being merged (the look-back before the job, ranges whose fingerprint did not
+    /// change) only take part in the matching.
+    pub eligible: bool,
+}
+
+/// What [`merge_lifecycle`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LifeMerge {
+    /// Copies written.
+    pub rows_out: u64,
+    /// Eligible copies recognised as an event production already holds at another time
+    /// (within the tolerance, not at the same microsecond).
+    pub matched_fuzzy: u64,
+}
+
+/// The content of a lifecycle key: the key without its time field (ticker, then event type,
+/// mve and payload), as two slices. `None` when the key does not have that shape.
+fn life_content<'a>(t: &TupleRef<'a>) -> Option<(&'a [u8], &'a [u8])> {
+    let key = t.key();
+    let len0 = i32::from_be_bytes(key.get(0..4)?.try_into().ok()?);
+    let end0 = 4 + usize::try_from(len0).unwrap_or(0);
+    let time_end = end0 + 4 + 8;
+    if key.len() < time_end {
+        return None;
+    }
+    Some((&key[..end0], &key[time_end..]))
+}
+
+/// Read the last four bytes of a tuple as an `int4` (the `occurrence` of multiset tables).
+#[must_use]
+pub fn last_i32(t: &TupleRef<'_>) -> i32 {
+    let n = t.bytes.len();
+    t.bytes
+        .get(n.saturating_sub(4)..)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, i32::from_be_bytes)
+}
+
+/// Merge lifecycle copies whose time is the gatherer's receive time (see the crate
+/// documentation, "Lifecycle events"): copies with the same content (ticker, event type, mve,
+/// payload) whose times are at most `tolerance_us` apart are the same event.
+///
+/// `base` holds production's copies around the job (`[lo - 2·tol, hi + tol)`), `sources` each
+/// source's copies of `[lo - tol, hi)`. Per content, each source in turn matches its copies in
+/// time order against production's (base plus what this call emitted), each to the earliest
+/// unmatched production copy within the tolerance (greedy in time order, which finds a maximum
+/// matching on a line); an eligible copy left unmatched is emitted, with its own time and the
+/// next free `occurrence` for that exact time. Afterwards every source's copies have distinct
+/// partners in production: production holds, for every cluster of an event, the largest count
+/// any one source has. A copy production already holds is matched, so merging again emits
+/// nothing.
+pub fn merge_lifecycle(
+    sources: &[Vec<LifeCopy<'_>>],
+    base: &[TupleRef<'_>],
+    tolerance_us: i64,
+    out: &mut Vec<u8>,
+) -> LifeMerge {
+    type Content<'a> = (&'a [u8], &'a [u8]);
+    struct Group<'a> {
+        /// Production's copies: (time, matched by the current source), sorted by time.
+        prod: Vec<(i64, bool)>,
+        /// Copies at each exact time (the next free occurrence).
+        at: HashMap<i64, i32>,
+        /// Per source, its copies.
+        by_source: Vec<Vec<LifeCopy<'a>>>,
+    }
+    let tol = tolerance_us.max(0);
+    let mut groups: HashMap<Content<'_>, Group<'_>> = HashMap::new();
+    let mut order: Vec<Content<'_>> = Vec::new();
+    for t in base {
+        let Some(c) = life_content(t) else { continue };
+        let g = groups.entry(c).or_insert_with(|| {
+            order.push(c);
+            Group {
+                prod: Vec::new(),
+                at: HashMap::new(),
+                by_source: vec![Vec::new(); sources.len()],
+            }
+        });
+        g.prod.push((t.time, false));
+        let n = g.at.entry(t.time).or_insert(0);
+        *n = (*n).max(last_i32(t).saturating_add(1));
+    }
+    for (si, source) in sources.iter().enumerate() {
+        for copy in source {
+            // A key without the expected shape cannot be matched; the caller's tuples come
+            // from the lifecycle column order, so this does not happen.
+            let Some(c) = life_content(&copy.tuple) else {
+                continue;
+            };
+            let g = groups.entry(c).or_insert_with(|| {
+                order.push(c);
+                Group {
+                    prod: Vec::new(),
+                    at: HashMap::new(),
+                    by_source: vec![Vec::new(); sources.len()],
+                }
+            });
+            g.by_source[si].push(*copy);
+        }
+    }
+    let mut r = LifeMerge::default();
+    for c in &order {
+        let Some(g) = groups.get_mut(c) else { continue };
+        g.prod.sort_by_key(|p| p.0);
+        for si in 0..sources.len() {
+            let mut copies = std::mem::take(&mut g.by_source[si]);
+            copies.sort_by_key(|x| x.tuple.time);
+            for p in g.prod.iter_mut() {
+                p.1 = false;
+            }
+            for copy in &copies {
+                let t = copy.tuple.time;
+                let lo = t.saturating_sub(tol);
+                let hi = t.saturating_add(tol);
+                let found = g
+                    .prod
+                    .iter()
+                    .position(|&(pt, used)| !used && pt >= lo && pt <= hi);
+                if let Some(i) = found {
+                    g.prod[i].1 = true;
+                    if copy.eligible && g.prod[i].0 != t {
+                        r.matched_fuzzy += 1;
+                    }
+                    continue;
+                }
+                if !copy.eligible {
+                    continue;
+                }
+                let occ = g.at.entry(t).or_insert(0);
+                out.extend_from_slice(copy.tuple.bytes);
+                let at = out.len() - 4;
+                out[at..].copy_from_slice(&occ.to_be_bytes());
+                *occ += 1;
+                r.rows_out += 1;
+                let pos = g.prod.partition_point(|p| p.0 <= t);
+                g.prod.insert(pos, (t, true));
+            }
+        }
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +571,91 @@ mod tests {
         assert_eq!(more.rows_out, 1);
         assert_eq!(rows_of(&out), vec![("x".into(), 10, 2)]);
         assert_eq!(more.merged.count, 3);
+    }
+
+    fn copies<'a>(ts: &[TupleRef<'a>], eligible: bool) -> Vec<LifeCopy<'a>> {
+        ts.iter()
+            .map(|t| LifeCopy {
+                tuple: *t,
+                eligible,
+            })
+            .collect()
+    }
+
+    // Lifecycle copies of one event at different receive times (within the tolerance) are
+    // written once; the same content far apart is two events; merging the result again writes
+    // nothing.
+    #[test]
+    fn lifecycle_copies_within_tolerance_are_one_event() {
+        let a = body(&[("x", 1000, 1), ("x", 10_000, 1), ("y", 1000, 1)]);
+        let b = body(&[("x", 1300, 2), ("y", 1400, 2)]);
+        let c = body(&[("x", 900, 3), ("x", 10_200, 3)]);
+        let (ta, tb, tc) = (
+            parse_tuples(&a, 4, 2, true).unwrap(),
+            parse_tuples(&b, 4, 2, true).unwrap(),
+            parse_tuples(&c, 4, 2, true).unwrap(),
+        );
+        let srcs = vec![copies(&ta, true), copies(&tb, true), copies(&tc, true)];
+        let mut out = Vec::new();
+        let r = merge_lifecycle(&srcs, &[], 500, &mut out);
+        assert_eq!(r.rows_out, 3);
+        assert_eq!(r.matched_fuzzy, 4);
+        assert_eq!(
+            rows_of(&out),
+            vec![
+                ("x".into(), 1000, 0),
+                ("x".into(), 10_000, 0),
+                ("y".into(), 1000, 0)
+            ]
+        );
+        let base = parse_tuples(&out, 4, 2, true).unwrap();
+        let mut again = Vec::new();
+        let r2 = merge_lifecycle(&srcs, &base, 500, &mut again);
+        assert_eq!(r2.rows_out, 0);
+        assert!(again.is_empty());
+        // Tolerance 0: exact times only.
+        let mut exact = Vec::new();
+        let r3 = merge_lifecycle(&srcs, &[], 0, &mut exact);
+        assert_eq!(r3.rows_out, 7);
+    }
+
+    // Multiset: one source's two copies within the tolerance are two events, and another
+    // source's single copy matches one of them; two copies at one microsecond are numbered by
+    // occurrence after production's; a copy before the job (not eligible) takes its production
+    // partner, so the eligible one after it is not collapsed into that partner.
+    #[test]
+    fn lifecycle_multiset_occurrence_and_lookback() {
+        let a = body(&[("x", 1000, 1), ("x", 1200, 1)]);
+        let b = body(&[("x", 1100, 2)]);
+        let ta = parse_tuples(&a, 4, 2, true).unwrap();
+        let tb = parse_tuples(&b, 4, 2, true).unwrap();
+        let mut out = Vec::new();
+        let r = merge_lifecycle(&[copies(&tb, true), copies(&ta, true)], &[], 500, &mut out);
+        assert_eq!(r.rows_out, 2, "{:?}", rows_of(&out));
+
+        let prod = body(&[("z", 1000, 0)]);
+        let tp = parse_tuples(&prod, 4, 2, true).unwrap();
+        let s = body(&[("z", 1000, 1), ("z", 1000, 1)]);
+        let ts = parse_tuples(&s, 4, 2, true).unwrap();
+        let mut out = Vec::new();
+        merge_lifecycle(&[copies(&ts, true)], &tp, 500, &mut out);
+        assert_eq!(rows_of(&out), vec![("z".into(), 1000, 1)]);
+
+        let prod = body(&[("w", 950, 0)]);
+        let tp = parse_tuples(&prod, 4, 2, true).unwrap();
+        let before = body(&[("w", 900, 1)]);
+        let inside = body(&[("w", 1100, 1)]);
+        let tb = parse_tuples(&before, 4, 2, true).unwrap();
+        let ti = parse_tuples(&inside, 4, 2, true).unwrap();
+        let mut src = copies(&tb, false);
+        src.extend(copies(&ti, true));
+        let mut out = Vec::new();
+        merge_lifecycle(&[src], &tp, 500, &mut out);
+        assert_eq!(rows_of(&out), vec![("w".into(), 1100, 0)]);
+        // Without the look-back copy the second event would be taken for the first.
+        let mut out = Vec::new();
+        merge_lifecycle(&[copies(&ti, true)], &tp, 500, &mut out);
+        assert!(out.is_empty());
     }
 
     // Set tables keep each key once; the first source holding a key supplies its row.

@@ -41,6 +41,17 @@ pub struct DedupMetrics {
     pub frontier_seconds: Gauge,
     /// `dedup_state_rows_written_total{table}`: markets and events upserted.
     pub state_rows_written: IntCounterVec,
+    /// `dedup_late_ranges_total{gatherer}`: merged ranges in which a late scan found rows that
+    /// arrived after the range was read from that gatherer.
+    pub late_ranges: IntCounterVec,
+    /// `dedup_late_ranges_remerged_total{gatherer}`: of those, ranges whose fingerprint had
+    /// changed and were merged again.
+    pub late_ranges_remerged: IntCounterVec,
+    /// `dedup_late_rows_written_total{gatherer}`: rows late jobs added to production.
+    pub late_rows_written: IntCounterVec,
+    /// `dedup_lifecycle_matched_total`: lifecycle copies recognised as an event production
+    /// holds at another time within the tolerance (not written again).
+    pub lifecycle_matched: IntCounter,
 }
 
 impl DedupMetrics {
@@ -127,6 +138,31 @@ impl DedupMetrics {
                 ),
                 &["table"],
             )?,
+            late_ranges: IntCounterVec::new(
+                Opts::new(
+                    "dedup_late_ranges_total",
+                    "Merged ranges found to have received rows after they were read (late rows).",
+                ),
+                &["gatherer"],
+            )?,
+            late_ranges_remerged: IntCounterVec::new(
+                Opts::new(
+                    "dedup_late_ranges_remerged_total",
+                    "Ranges with late rows whose fingerprint changed, merged again.",
+                ),
+                &["gatherer"],
+            )?,
+            late_rows_written: IntCounterVec::new(
+                Opts::new(
+                    "dedup_late_rows_written_total",
+                    "Rows that arrived after their range was merged, added to production.",
+                ),
+                &["gatherer"],
+            )?,
+            lifecycle_matched: IntCounter::new(
+                "dedup_lifecycle_matched_total",
+                "Lifecycle copies matched to an event production holds at another time within the tolerance.",
+            )?,
         };
         registry.register(Box::new(m.sync_lag_seconds.clone()))?;
         registry.register(Box::new(m.gatherer_health.clone()))?;
@@ -142,6 +178,10 @@ impl DedupMetrics {
         registry.register(Box::new(m.job_duration.clone()))?;
         registry.register(Box::new(m.frontier_seconds.clone()))?;
         registry.register(Box::new(m.state_rows_written.clone()))?;
+        registry.register(Box::new(m.late_ranges.clone()))?;
+        registry.register(Box::new(m.late_ranges_remerged.clone()))?;
+        registry.register(Box::new(m.late_rows_written.clone()))?;
+        registry.register(Box::new(m.lifecycle_matched.clone()))?;
         Ok(m)
     }
 }

@@ -95,6 +95,9 @@ pub enum JobKind {
     Merge,
     /// Read ranges below `F` from one catching-up gatherer and add what production lacks.
     Catchup,
+    /// Read ranges below its cursor from one live gatherer again, because rows arrived in them
+    /// after they were read ([`crate::late`]), and add what production lacks. Moves no cursor.
+    Late,
 }
 
 /// A unit of work: consecutive ranges, committed in one production transaction.
@@ -327,6 +330,9 @@ impl Planner {
 
     /// A job committed: move the frontier and the sources' cursors.
     pub fn handle_done(&mut self, job: &Job) {
+        if job.kind == JobKind::Late {
+            return;
+        }
         let end = job.end();
         if job.kind == JobKind::Merge && job.start == self.frontier {
             self.frontier = end;

@@ -1,9 +1,11 @@
 //! The range-sync service: connections, probes, jobs, the production transaction.
 //!
 //! One thread runs [`Deduplicator::run`]. Each pass it (re)connects production and loads the
-//! dedup state, probes every gatherer's durable watermark, lets the [`Planner`] decide, runs at
-//! most one job (a merge of new ranges, or one gatherer's catch-up), re-syncs `markets` and
-//! `events` when due, and publishes metrics and the health snapshot.
+//! dedup state, probes every gatherer's durable watermark, asks each live gatherer whose late
+//! scan is due which merged ranges received rows since its arrival cursor ([`crate::late`]),
+//! lets the [`Planner`] decide, runs at most one job (a merge of new ranges, else a late-row
+//! re-merge, else one gatherer's catch-up), re-syncs `markets` and `events` when due, and
+//! publishes metrics and the health snapshot.
 //!
 //! # A job
 //!
@@ -27,7 +29,7 @@
 //! The rows are encoded by the gatherers' writers in kalshi-writer's binary COPY format and
 //! passed through byte for byte (only `occurrence` is set), so no re-encoding happens here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,7 +45,11 @@ use prometheus::Registry;
 
 use crate::MERGED_SOURCE;
 use crate::config::{Config, DbTarget};
-use crate::merge::{Fingerprint, merge_range, parse_stream, parse_tuples, split_ranges};
+use crate::late::{Coverage, LateState, candidate_sql, runs, scan_window};
+use crate::merge::{
+    Fingerprint, LifeCopy, TupleRef, last_i32, merge_lifecycle, merge_range, parse_stream,
+    parse_tuples, split_ranges,
+};
 use crate::metrics::DedupMetrics;
 use crate::plan::{GathererStatus, Job, JobKind, PlanConfig, Planner};
 use crate::spec::{MergeKind, SPECS, TableSpec};
@@ -132,6 +138,12 @@ pub struct Totals {
     pub ranges_remerged: u64,
     /// Catch-up ranges skipped (fingerprint unchanged).
     pub ranges_unchanged: u64,
+    /// Ranges merged again because rows arrived in them after they were read (late rows).
+    pub late_ranges_remerged: u64,
+    /// Rows written by late-row jobs.
+    pub late_rows_written: u64,
+    /// Late-row candidate ranges found by scans.
+    pub late_ranges_found: u64,
     /// Jobs committed.
     pub jobs: u64,
     /// Time spent in committed jobs (read, merge, write), seconds.
@@ -146,6 +158,14 @@ struct Source {
     rows: u64,
     /// Last markets/events fingerprint synced, per state table.
     state_fp: HashMap<&'static str, Fingerprint>,
+    /// Late-row scan: arrival cursor and coverage.
+    late: LateState,
+    /// Late jobs found by the last scan, not yet committed.
+    late_jobs: VecDeque<Job>,
+    /// Where the arrival cursor goes when the last of `late_jobs` commits.
+    late_upto: Option<i64>,
+    /// When the next late scan is due.
+    next_late_scan: Instant,
 }
 
 /// A failure inside a pass.
@@ -233,6 +253,10 @@ impl Deduplicator {
                     delay: cfg.sync.retry_delay_min,
                     rows: 0,
                     state_fp: HashMap::new(),
+                    late: LateState::default(),
+                    late_jobs: VecDeque::new(),
+                    late_upto: None,
+                    next_late_scan: now,
                 }
             })
             .collect();
@@ -309,6 +333,13 @@ impl Deduplicator {
             self.probe_gatherers();
         }
         self.apply_rechecks();
+        if self.prod.is_some() && self.planner.is_some() && Instant::now() >= self.job_delay_until {
+            for i in 0..self.sources.len() {
+                if let Err(f) = self.late_scan(i) {
+                    self.fail(f, "scanning for late rows");
+                }
+            }
+        }
         let mut worked = false;
         if self.prod.is_some() && self.planner.is_some() && Instant::now() >= self.job_delay_until {
             if let Some(job) = self.next_job() {
@@ -354,7 +385,104 @@ impl Deduplicator {
         let max = self.ranges_max();
         planner
             .poll_merge(unix_now_us(), max)
+            .or_else(|| {
+                self.sources
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| {
+                        planner.gatherers().get(*i).map(|g| g.status) == Some(GathererStatus::Live)
+                    })
+                    .find_map(|(_, s)| s.late_jobs.front().cloned())
+            })
             .or_else(|| planner.poll_catchup(max))
+    }
+
+    /// When due, ask live gatherer `i` which ranges it has read received rows since its
+    /// arrival cursor ([`crate::late`]), and queue late jobs for them; with none, move the
+    /// cursor right away.
+    fn late_scan(&mut self, i: usize) -> Result<(), Failure> {
+        let now = Instant::now();
+        let Some(planner) = self.planner.as_ref() else {
+            return Ok(());
+        };
+        let Some(g) = planner.gatherers().get(i) else {
+            return Ok(());
+        };
+        let src = &self.sources[i];
+        if g.status != GathererStatus::Live
+            || !src.late_jobs.is_empty()
+            || now < src.next_late_scan
+            || src.client.is_none()
+        {
+            return Ok(());
+        }
+        let (Some(cursor), Some(watermark)) = (src.late.cursor, g.watermark) else {
+            return Ok(());
+        };
+        let before = g.cursor;
+        let width = planner.config().width_us;
+        let Some((after, upto)) = scan_window(
+            cursor,
+            watermark,
+            dur_us(self.cfg.sync.grace),
+            dur_us(self.cfg.sync.late_scan_step),
+        ) else {
+            return Ok(());
+        };
+        let max = self.ranges_max();
+        let src = &mut self.sources[i];
+        src.next_late_scan = now + self.cfg.sync.late_scan_interval;
+        let Some(client) = src.client.as_mut() else {
+            return Ok(());
+        };
+        let mut starts: Vec<i64> = Vec::new();
+        for spec in &SPECS {
+            let sql = candidate_sql(spec, width, after, upto, before, src.late.coverage());
+            let rows = client
+                .query(sql.as_str(), &[])
+                .map_err(|e| Failure::Gatherer(i, e))?;
+            starts.extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        if starts.is_empty() {
+            let name = src.target.name.clone();
+            let prod = self
+                .prod
+                .as_mut()
+                .ok_or(Failure::Data("no production".into()))?;
+            prod.execute(
+                "UPDATE dedup_late_cursors SET received_ts = $2, updated_at = now() \
+                 WHERE gatherer = $1 AND received_ts < $2",
+                &[&name, &upto],
+            )
+            .map_err(Failure::Production)?;
+            self.sources[i].late.advance(upto);
+            return Ok(());
+        }
+        let found = starts.len() as u64;
+        self.totals.late_ranges_found += found;
+        self.metrics
+            .late_ranges
+            .with_label_values(&[&src.target.name])
+            .inc_by(found);
+        info!(
+            "deduplicator: gatherer {}: {found} merged ranges received rows late (arrived in \
+             ({after}, {upto}] µs, first range {} µs); merging them again",
+            src.target.name, starts[0]
+        );
+        src.late_jobs = runs(&starts, width, max)
+            .into_iter()
+            .map(|(start, ranges)| Job {
+                kind: JobKind::Late,
+                start,
+                ranges,
+                width,
+                sources: vec![i],
+            })
+            .collect();
+        src.late_upto = Some(upto);
+        Ok(())
     }
 
     fn fail(&mut self, f: Failure, doing: &str) {
@@ -517,6 +645,30 @@ impl Deduplicator {
             down_after_us: dur_us(self.cfg.sync.down_after),
             late_window_us: dur_us(self.cfg.sync.late_window),
         };
+        // Late-row cursors: a fresh production starts at the frontier (nothing below it was
+        // merged); a production merged by an older build re-scans the late window once.
+        let fresh = !stored.contains_key(MERGED_SOURCE);
+        let late_start = if fresh {
+            frontier
+        } else {
+            frontier.saturating_sub(dur_us(self.cfg.sync.late_window))
+        };
+        let gatherer_names: Vec<String> =
+            self.sources.iter().map(|s| s.target.name.clone()).collect();
+        client.execute(
+            "INSERT INTO dedup_late_cursors (gatherer, received_ts) \
+             SELECT g, $2 FROM unnest($1::text[]) g ON CONFLICT (gatherer) DO NOTHING",
+            &[&gatherer_names, &late_start],
+        )?;
+        let mut late: HashMap<String, i64> = HashMap::new();
+        for r in client.query("SELECT gatherer, received_ts FROM dedup_late_cursors", &[])? {
+            late.insert(r.get(0), r.get(1));
+        }
+        for src in &mut self.sources {
+            src.late = LateState::new(late.get(&src.target.name).copied());
+            src.late_jobs.clear();
+            src.late_upto = None;
+        }
         let planner = Planner::new(plan, frontier, gatherers);
         info!(
             "deduplicator: production state loaded: frontier {} µs, cursors {:?}",
@@ -658,17 +810,43 @@ impl Deduplicator {
 
     fn run_job(&mut self, job: &Job) -> Result<(), Failure> {
         let (lo, hi) = (job.start, job.end());
-        // 1. Read every table from every source.
+        let tol = dur_us(self.cfg.sync.lifecycle_tolerance);
+        let names: Vec<String> = job
+            .sources
+            .iter()
+            .map(|&s| self.sources[s].target.name.clone())
+            .collect();
+        // What the reads below are sure to see (the coverage recorded after the commit): every
+        // row that arrived at or before the last probed watermark minus grace.
+        let grace = dur_us(self.cfg.sync.grace);
+        let covered: Vec<Option<i64>> = job
+            .sources
+            .iter()
+            .map(|&s| {
+                self.planner
+                    .as_ref()
+                    .and_then(|p| p.gatherers().get(s))
+                    .and_then(|g| g.watermark)
+                    .map(|w| w.saturating_sub(grace))
+            })
+            .collect();
+        // 1. Read every table from every source (lifecycle rows from `tol` earlier: copies of
+        //    an event just before the job take part in the matching).
         let mut streams: Vec<Vec<Vec<u8>>> = Vec::with_capacity(SPECS.len());
         for spec in &SPECS {
+            let read_lo = if spec.table == Table::MarketLifecycle {
+                lo.saturating_sub(tol)
+            } else {
+                lo
+            };
             let mut per_source = Vec::with_capacity(job.sources.len());
             for &s in &job.sources {
-                per_source.push(self.read_gatherer(s, spec, lo, hi)?);
+                per_source.push(self.read_gatherer(s, spec, read_lo, hi)?);
             }
             streams.push(per_source);
         }
-        // 2. Stored fingerprints (catch-up) and production's base rows of changed tables.
-        let catchup = job.kind == JobKind::Catchup;
+        // 2. Stored fingerprints (catch-up, late) and production's base rows of changed tables.
+        let catchup = job.kind != JobKind::Merge;
         let stored = if catchup {
             let name = self.sources[job.sources[0]].target.name.clone();
             let prod = self
@@ -684,14 +862,25 @@ impl Deduplicator {
         let mut rows_in = vec![vec![0u64; SPECS.len()]; job.sources.len()];
         let mut changed_ranges = vec![false; job.ranges];
         let mut total_in = 0u64;
+        let mut life_fuzzy = 0u64;
         for (t, spec) in SPECS.iter().enumerate() {
             let fields = spec.columns.len();
             let multiset = spec.kind == MergeKind::Multiset;
+            let lifecycle = spec.table == Table::MarketLifecycle;
             let mut tuples = Vec::with_capacity(job.sources.len());
+            let mut lookback = Vec::with_capacity(job.sources.len());
             for (si, stream) in streams[t].iter().enumerate() {
                 let body = parse_stream(stream).map_err(|e| Failure::Data(e.to_string()))?;
-                let parsed = parse_tuples(body, fields, spec.key_fields, multiset)
+                let mut parsed = parse_tuples(body, fields, spec.key_fields, multiset)
                     .map_err(|e| Failure::Data(format!("{}: {e}", spec.name())))?;
+                let before: Vec<TupleRef<'_>> = if lifecycle {
+                    let (b, inside): (Vec<_>, Vec<_>) =
+                        parsed.into_iter().partition(|x| x.time < lo);
+                    parsed = inside;
+                    b
+                } else {
+                    Vec::new()
+                };
                 rows_in[si][t] = parsed.len() as u64;
                 total_in += parsed.len() as u64;
                 let (split, outside) = split_ranges(&parsed, lo, job.width, job.ranges);
@@ -702,6 +891,7 @@ impl Deduplicator {
                     )));
                 }
                 tuples.push(split);
+                lookback.push(before);
             }
             // Which ranges of this table need merging.
             let mut need = vec![!catchup; job.ranges];
@@ -724,70 +914,126 @@ impl Deduplicator {
             if !need.iter().any(|n| *n) {
                 continue;
             }
-            // Production's rows of this table as the base of a catch-up diff.
-            let base_stream = if catchup {
+            // A new range without lifecycle rows from any source has nothing to match.
+            if lifecycle && !catchup && tuples.iter().all(|s| s.iter().all(Vec::is_empty)) {
+                continue;
+            }
+            // Production's rows of this table as the base of a catch-up diff; for lifecycle
+            // rows always, from 2·tol before to tol after the job (the matching's reach).
+            let (base_lo, base_hi) = if lifecycle {
+                (lo.saturating_sub(2 * tol), hi.saturating_add(tol))
+            } else {
+                (lo, hi)
+            };
+            let base_stream = if catchup || lifecycle {
                 let prod = self
                     .prod
                     .as_mut()
                     .ok_or(Failure::Data("no production".into()))?;
                 Some(
-                    copy_out(prod, &spec.copy_out_sql(lo, hi, false))
+                    copy_out(prod, &spec.copy_out_sql(base_lo, base_hi, false))
                         .map_err(Failure::Production)?,
                 )
             } else {
                 None
             };
-            let base_split = match &base_stream {
+            let base_all = match &base_stream {
                 Some(s) => {
                     let body = parse_stream(s).map_err(|e| Failure::Data(e.to_string()))?;
-                    let parsed = parse_tuples(body, fields, spec.key_fields, multiset)
-                        .map_err(|e| Failure::Data(format!("production {}: {e}", spec.name())))?;
-                    Some(split_ranges(&parsed, lo, job.width, job.ranges).0)
+                    parse_tuples(body, fields, spec.key_fields, multiset)
+                        .map_err(|e| Failure::Data(format!("production {}: {e}", spec.name())))?
                 }
-                None => None,
+                None => Vec::new(),
             };
+            let base_split = base_stream
+                .as_ref()
+                .map(|_| split_ranges(&base_all, lo, job.width, job.ranges).0);
+            if lifecycle {
+                let copies: Vec<Vec<LifeCopy<'_>>> = (0..job.sources.len())
+                    .map(|si| {
+                        let mut v: Vec<LifeCopy<'_>> = lookback[si]
+                            .iter()
+                            .map(|x| LifeCopy {
+                                tuple: *x,
+                                eligible: false,
+                            })
+                            .collect();
+                        for (r, rows) in tuples[si].iter().enumerate() {
+                            v.extend(rows.iter().map(|x| LifeCopy {
+                                tuple: *x,
+                                eligible: need[r],
+                            }));
+                        }
+                        v
+                    })
+                    .collect();
+                let from = bodies[t].len();
+                let m = merge_lifecycle(&copies, &base_all, tol, &mut bodies[t]);
+                life_fuzzy += m.matched_fuzzy;
+                let emitted = parse_tuples(&bodies[t][from..], fields, spec.key_fields, true)
+                    .map_err(|e| Failure::Data(format!("merged {}: {e}", spec.name())))?;
+                let emitted_split = split_ranges(&emitted, lo, job.width, job.ranges).0;
+                for r in 0..job.ranges {
+                    if !need[r] {
+                        continue;
+                    }
+                    changed_ranges[r] = true;
+                    let start = lo + r as i64 * job.width;
+                    let mut merged = Fingerprint::default();
+                    let base_r = base_split.as_ref().map_or(&[][..], |b| b[r].as_slice());
+                    for x in base_r.iter().chain(emitted_split[r].iter()) {
+                        merged.add_keyed(x.key(), u32::try_from(last_i32(x)).unwrap_or(0));
+                    }
+                    let per: Vec<(&str, Fingerprint)> = names
+                        .iter()
+                        .enumerate()
+                        .map(|(si, n)| (n.as_str(), source_fps[si][r]))
+                        .collect();
+                    push_fps(&mut fps, spec, start, job.width, &per, catchup, merged);
+                }
+                continue;
+            }
             for r in 0..job.ranges {
                 if !need[r] {
                     continue;
                 }
                 changed_ranges[r] = true;
                 let start = lo + r as i64 * job.width;
-                let sources: Vec<&[crate::merge::TupleRef<'_>]> =
+                let sources: Vec<&[TupleRef<'_>]> =
                     tuples.iter().map(|s| s[r].as_slice()).collect();
                 let base = base_split.as_ref().map(|b| b[r].as_slice());
                 let m = merge_range(spec.kind, &sources, base, &mut bodies[t]);
-                for (si, &s) in job.sources.iter().enumerate() {
-                    let fp = source_fps[si][r];
-                    if fp.count > 0 || catchup {
-                        fps.push(FpRow {
-                            table: spec.name(),
-                            start,
-                            end: start + job.width - 1,
-                            source: self.sources[s].target.name.clone(),
-                            fp,
-                        });
-                    }
-                }
-                if m.merged.count > 0 {
-                    fps.push(FpRow {
-                        table: spec.name(),
-                        start,
-                        end: start + job.width - 1,
-                        source: MERGED_SOURCE.to_owned(),
-                        fp: m.merged,
-                    });
-                }
+                let per: Vec<(&str, Fingerprint)> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(si, n)| (n.as_str(), source_fps[si][r]))
+                    .collect();
+                push_fps(&mut fps, spec, start, job.width, &per, catchup, m.merged);
             }
         }
         // 4. One production transaction.
-        let mut cursor_names: Vec<String> = job
-            .sources
-            .iter()
-            .map(|&s| self.sources[s].target.name.clone())
-            .collect();
+        let mut cursor_names: Vec<String> = if job.kind == JobKind::Late {
+            Vec::new()
+        } else {
+            job.sources
+                .iter()
+                .map(|&s| self.sources[s].target.name.clone())
+                .collect()
+        };
         if job.kind == JobKind::Merge {
             cursor_names.push(MERGED_SOURCE.to_owned());
         }
+        // The last late job of a scan moves that gatherer's arrival cursor with it.
+        let late_cursor = match job.kind {
+            JobKind::Late => {
+                let src = &self.sources[job.sources[0]];
+                match (src.late_jobs.len(), src.late_upto) {
+                    (1, Some(upto)) => Some((src.target.name.clone(), upto)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         let prod = self
             .prod
             .as_mut()
@@ -797,18 +1043,35 @@ impl Deduplicator {
         // state was reset, or rows were loaded by hand), the transaction fails on a key and is
         // redone through the staging tables, which skip what exists.
         let direct = job.kind == JobKind::Merge;
-        let written = match commit_job(prod, &bodies, &fps, &cursor_names, hi, direct) {
+        let late_ref = late_cursor.as_ref().map(|(n, u)| (n.as_str(), *u));
+        let written = match commit_job(prod, &bodies, &fps, &cursor_names, hi, direct, late_ref) {
             Err(e) if direct && e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
                 info!(
                     "deduplicator: production already has rows in [{lo}, {hi}); merging them \
                      through the staging tables"
                 );
-                commit_job(prod, &bodies, &fps, &cursor_names, hi, false)
+                commit_job(prod, &bodies, &fps, &cursor_names, hi, false, late_ref)
             }
             other => other,
         }
         .map_err(Failure::Production)?;
         // Bookkeeping after the commit.
+        for (si, &s) in job.sources.iter().enumerate() {
+            if let Some(upto) = covered[si] {
+                self.sources[s].late.record(Coverage { lo, hi, upto });
+            }
+        }
+        if job.kind == JobKind::Late {
+            let src = &mut self.sources[job.sources[0]];
+            src.late_jobs.pop_front();
+            if let Some((_, upto)) = late_cursor {
+                src.late.advance(upto);
+                src.late_upto = None;
+            }
+        }
+        if life_fuzzy > 0 {
+            self.metrics.lifecycle_matched.inc_by(life_fuzzy);
+        }
         let written_total: u64 = written.iter().sum();
         for (t, spec) in SPECS.iter().enumerate() {
             if written[t] > 0 {
@@ -843,6 +1106,29 @@ impl Deduplicator {
                     self.metrics.duplicate_ratio.set(
                         1.0 - self.totals.merge_rows_written as f64
                             / self.totals.merge_rows_read as f64,
+                    );
+                }
+            }
+            JobKind::Late => {
+                let changed = changed_ranges.iter().filter(|c| **c).count() as u64;
+                let unchanged = job.ranges as u64 - changed;
+                let name = self.sources[job.sources[0]].target.name.clone();
+                self.totals.late_rows_written += written_total;
+                self.totals.late_ranges_remerged += changed;
+                self.totals.ranges_unchanged += unchanged;
+                self.metrics.ranges_unchanged.inc_by(unchanged);
+                self.metrics
+                    .late_ranges_remerged
+                    .with_label_values(&[&name])
+                    .inc_by(changed);
+                self.metrics
+                    .late_rows_written
+                    .with_label_values(&[&name])
+                    .inc_by(written_total);
+                if changed > 0 || written_total > 0 {
+                    info!(
+                        "deduplicator: late rows of gatherer {name} in [{lo}, {hi}): {changed} \
+                         ranges changed, {unchanged} unchanged, {written_total} rows added"
                     );
                 }
             }
@@ -992,6 +1278,40 @@ struct FpRow {
     fp: Fingerprint,
 }
 
+/// The fingerprint rows of one merged range: each source's (empty ones only when
+/// `keep_empty`, i.e. for catch-up and late jobs, which compare against them) and the merged
+/// result's.
+fn push_fps(
+    fps: &mut Vec<FpRow>,
+    spec: &TableSpec,
+    start: i64,
+    width: i64,
+    sources: &[(&str, Fingerprint)],
+    keep_empty: bool,
+    merged: Fingerprint,
+) {
+    for (name, fp) in sources {
+        if fp.count > 0 || keep_empty {
+            fps.push(FpRow {
+                table: spec.name(),
+                start,
+                end: start + width - 1,
+                source: (*name).to_owned(),
+                fp: *fp,
+            });
+        }
+    }
+    if merged.count > 0 {
+        fps.push(FpRow {
+            table: spec.name(),
+            start,
+            end: start + width - 1,
+            source: MERGED_SOURCE.to_owned(),
+            fp: merged,
+        });
+    }
+}
+
 fn copy_out(client: &mut Client, sql: &str) -> Result<Vec<u8>, postgres::Error> {
     let mut reader = client.copy_out(sql)?;
     let mut out = Vec::new();
@@ -1075,6 +1395,7 @@ fn commit_job(
     cursor_names: &[String],
     cursor: i64,
     direct: bool,
+    late_cursor: Option<(&str, i64)>,
 ) -> Result<Vec<u64>, postgres::Error> {
     let mut tx = client.transaction()?;
     let mut written = vec![0u64; SPECS.len()];
@@ -1145,6 +1466,14 @@ fn commit_job(
          watermark_ts = EXCLUDED.watermark_ts, updated_at = now()",
         &[&cursor_names, &tables, &cursor],
     )?;
+    if let Some((gatherer, received_ts)) = late_cursor {
+        tx.execute(
+            "INSERT INTO dedup_late_cursors (gatherer, received_ts) VALUES ($1, $2) \
+             ON CONFLICT (gatherer) DO UPDATE SET received_ts = \
+             greatest(dedup_late_cursors.received_ts, EXCLUDED.received_ts), updated_at = now()",
+            &[&gatherer, &received_ts],
+        )?;
+    }
     tx.commit()?;
     Ok(written)
 }

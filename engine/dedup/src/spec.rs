@@ -42,6 +42,10 @@ pub struct TableSpec {
     pub table: Table,
     /// The time column ranges are cut on; field 1 of every tuple.
     pub time_column: &'static str,
+    /// The SQL expression of a row's arrival time in a gatherer's database (what the late-row
+    /// scan's cursor runs on, [`crate::late`]): `received_ts`, or for the gap ledger, whose
+    /// final row is written at repair, `coalesce(repaired_ts, detected_ts)`.
+    pub arrival: &'static str,
     /// Columns in COPY order (read and write).
     pub columns: &'static [&'static str],
     /// The dedup key is the first this many fields.
@@ -55,6 +59,7 @@ pub const SPECS: [TableSpec; 6] = [
     TableSpec {
         table: Table::Trades,
         time_column: "exchange_ts",
+        arrival: "received_ts",
         columns: &[
             "trade_id",
             "exchange_ts",
@@ -78,6 +83,7 @@ pub const SPECS: [TableSpec; 6] = [
     TableSpec {
         table: Table::OrderbookDeltas,
         time_column: "exchange_ts",
+        arrival: "received_ts",
         columns: &[
             "ticker",
             "exchange_ts",
@@ -96,6 +102,7 @@ pub const SPECS: [TableSpec; 6] = [
     TableSpec {
         table: Table::OrderbookSnapshots,
         time_column: "snapshot_ts",
+        arrival: "received_ts",
         columns: &[
             "ticker",
             "snapshot_ts",
@@ -115,6 +122,7 @@ pub const SPECS: [TableSpec; 6] = [
     TableSpec {
         table: Table::Tickers,
         time_column: "exchange_ts",
+        arrival: "received_ts",
         columns: &[
             "ticker",
             "exchange_ts",
@@ -140,6 +148,7 @@ pub const SPECS: [TableSpec; 6] = [
     TableSpec {
         table: Table::MarketLifecycle,
         time_column: "exchange_ts",
+        arrival: "received_ts",
         columns: &[
             "ticker",
             "exchange_ts",
@@ -158,6 +167,7 @@ pub const SPECS: [TableSpec; 6] = [
     TableSpec {
         table: Table::SequenceGaps,
         time_column: "detected_ts",
+        arrival: "coalesce(repaired_ts, detected_ts)",
         columns: &[
             "gatherer_id",
             "detected_ts",

@@ -130,7 +130,7 @@ fn outages_of_a_gatherer_and_production_lose_and_double_nothing() {
     std::thread::sleep(Duration::from_secs(10));
     prod.start_again().unwrap();
 
-    d.wait_synced(truth.end + SEC, Duration::from_secs(180));
+    d.wait_synced(truth.end + 2 * SEC, Duration::from_secs(180));
     done.store(true, std::sync::atomic::Ordering::Release);
     for f in feeders {
         let report = f.join().unwrap();

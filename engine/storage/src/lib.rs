@@ -264,6 +264,20 @@ pub const MIGRATIONS: &[Migration] = &[
         role: Some(Role::Production),
         flavor: None,
     },
+    Migration {
+        version: 6,
+        name: "late_gatherer",
+        sql: include_str!("../../../sql/0006_late_gatherer.sql"),
+        role: Some(Role::Gatherer),
+        flavor: None,
+    },
+    Migration {
+        version: 6,
+        name: "late_production",
+        sql: include_str!("../../../sql/0006_late_production.sql"),
+        role: Some(Role::Production),
+        flavor: None,
+    },
 ];
 
 /// The migrations that make up a database of `role` and `flavor`, in order.
@@ -857,7 +871,7 @@ mod tests {
                     .iter()
                     .map(|m| m.version)
                     .collect();
-                assert_eq!(versions, vec![1, 2, 3, 4, 5], "{role} {flavor}");
+                assert_eq!(versions, vec![1, 2, 3, 4, 5, 6], "{role} {flavor}");
             }
         }
         let names: Vec<&str> = migrations_for(Role::Production, StorageFlavor::Native)
@@ -871,7 +885,8 @@ mod tests {
                 "timeseries_native",
                 "views_comments",
                 "production",
-                "writer_production"
+                "writer_production",
+                "late_production"
             ]
         );
     }

@@ -11,9 +11,9 @@ use kalshi_storage::{
     migrate,
 };
 
-// Checks idempotence on a gatherer database: the first run applies versions 1-4 (native flavour,
+// Checks idempotence on a gatherer database: the first run applies versions 1-6 (native flavour,
 // gatherer variant) and creates partitions; the second applies nothing, changes no partitions,
-// and schema_migrations still has exactly four rows with the embedded checksums.
+// and schema_migrations still has exactly six rows with the embedded checksums.
 #[test]
 fn gatherer_migrations_apply_twice() {
     let pg = cluster();
@@ -28,7 +28,8 @@ fn gatherer_migrations_apply_twice() {
             "timeseries_native",
             "views_comments",
             "gatherer",
-            "writer_gatherer"
+            "writer_gatherer",
+            "late_gatherer"
         ]
     );
     assert!(first.already_applied.is_empty());
@@ -36,7 +37,7 @@ fn gatherer_migrations_apply_twice() {
 
     let second = migrated(&pg, "kalshi", &MigrateOptions::gatherer());
     assert!(second.applied.is_empty(), "{second:?}");
-    assert_eq!(second.already_applied, [1, 2, 3, 4, 5]);
+    assert_eq!(second.already_applied, [1, 2, 3, 4, 5, 6]);
     assert!(second.partition_changes.is_empty(), "{second:?}");
 
     let mut c = client(&pg, "kalshi");
@@ -46,7 +47,7 @@ fn gatherer_migrations_apply_twice() {
             &[],
         )
         .unwrap();
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 6);
     for row in rows {
         let (version, name, sum): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
         let m = kalshi_storage::MIGRATIONS
@@ -71,6 +72,17 @@ fn gatherer_migrations_apply_twice() {
         .unwrap()
         .get(0);
     assert_eq!(dedup, None);
+    // The late-row scan's arrival-time indexes.
+    let brin: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename IN \
+             ('trades', 'orderbook_deltas', 'orderbook_snapshots', 'tickers', 'market_lifecycle') \
+             AND indexdef LIKE '%USING brin (received_ts)%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(brin, 5);
 }
 
 // Checks the production variant: applies twice cleanly, has the dedup state tables and the
@@ -81,7 +93,7 @@ fn gatherer_migrations_apply_twice() {
 fn production_migrations_apply_twice_with_unique_keys() {
     let pg = cluster();
     let first = migrated(&pg, "kalshi", &MigrateOptions::production());
-    assert_eq!(first.applied.last().unwrap().name, "writer_production");
+    assert_eq!(first.applied.last().unwrap().name, "late_production");
     let second = migrated(&pg, "kalshi", &MigrateOptions::production());
     assert!(second.applied.is_empty() && second.partition_changes.is_empty());
 
@@ -112,7 +124,7 @@ fn production_migrations_apply_twice_with_unique_keys() {
         "duplicate ticker row with NULLs",
     );
 
-    for table in ["dedup_watermarks", "dedup_ranges"] {
+    for table in ["dedup_watermarks", "dedup_ranges", "dedup_late_cursors"] {
         let n: i64 = c
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .unwrap()
@@ -149,7 +161,7 @@ fn concurrent_runners_apply_each_version_once() {
         .flat_map(|h| h.join().unwrap().applied.into_iter().map(|m| m.version))
         .collect();
     versions.sort_unstable();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
 }
 
 // Checks that an edited migration is caught: after tampering with the recorded checksum of

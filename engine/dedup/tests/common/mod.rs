@@ -74,12 +74,26 @@ pub enum Ev {
         ticker: String,
         values: [i64; 10],
     },
+    /// A lifecycle event. Like Kalshi's lifecycle frames, the row a gatherer stores carries
+    /// its own receive time as `exchange_ts` (different per gatherer, see [`life_recv`]).
+    /// `timed`: the payload carries the event's time (so identical content never repeats);
+    /// otherwise the payload is only ticker and event type, and identical events repeat.
     Life {
         ts: i64,
         ticker: String,
         event_type: String,
+        timed: bool,
     },
 }
+
+/// The receive time gatherer `g` stores for a lifecycle event at `ts`: 0, 0.7 and 1.4 s
+/// late, so copies of one event fall into different 1 s ranges.
+pub fn life_recv(ts: i64, g: usize) -> i64 {
+    ts + [0, 700_000, 1_400_000][g % 3]
+}
+
+/// Largest [`life_recv`] delay.
+pub const LIFE_SPREAD: i64 = 1_400_000;
 
 impl Ev {
     pub fn ts(&self) -> i64 {
@@ -195,6 +209,7 @@ pub fn truth(seed: u64, start: i64, secs: i64, actions_per_second: u64) -> Truth
                     ts,
                     ticker: name(market),
                     event_type: change.event_type().to_owned(),
+                    timed: true,
                 },
                 EventPayload::EventCreated { .. } => continue,
             };
@@ -202,7 +217,21 @@ pub fn truth(seed: u64, start: i64, secs: i64, actions_per_second: u64) -> Truth
         }
         t += step;
     }
-    let tickers = ex.markets().iter().map(|m| m.ticker.clone()).collect();
+    let tickers: Vec<String> = ex.markets().iter().map(|m| m.ticker.clone()).collect();
+    // Lifecycle events without a time in the payload, each repeated identically 9 s later
+    // (two real events, far apart), the first just before a range boundary.
+    for (i, t) in tickers.iter().enumerate().take(6) {
+        let ts1 = start + (1 + i as i64) * SEC + 654_321;
+        for ts in [ts1, ts1 + 9 * SEC] {
+            groups.push(vec![Ev::Life {
+                ts,
+                ticker: t.clone(),
+                event_type: "deactivated".to_owned(),
+                timed: false,
+            }]);
+        }
+    }
+    groups.sort_by_key(|g| g[0].ts());
     Truth {
         groups,
         final_books: ex.final_books(),
@@ -339,19 +368,28 @@ pub fn row_for(ev: &Ev, g: usize, seq: &mut i64) -> Row {
             ts,
             ticker,
             event_type,
+            timed,
         } => Row::Lifecycle(Box::new(LifecycleRow {
-            exchange_ts: *ts,
-            received_ts: recv(*ts),
+            exchange_ts: life_recv(*ts, g),
+            received_ts: life_recv(*ts, g),
             gatherer_id: gid,
             ticker: Ticker::new(ticker).unwrap(),
             event_type: event_type.clone(),
             mve: false,
             // The canonical record carries the capturing subscription's sid and seq.
-            payload: format!(
-                r#"{{"type":"market_lifecycle","sid":{},"seq":{},"ticker":"{ticker}","event_type":"{event_type}","exchange_ts":{ts}}}"#,
-                sid + 3,
-                *seq
-            ),
+            payload: if *timed {
+                format!(
+                    r#"{{"type":"market_lifecycle","sid":{},"seq":{},"ticker":"{ticker}","event_type":"{event_type}","exchange_ts":{ts}}}"#,
+                    sid + 3,
+                    *seq
+                )
+            } else {
+                format!(
+                    r#"{{"type":"market_lifecycle","sid":{},"seq":{},"ticker":"{ticker}","event_type":"{event_type}"}}"#,
+                    sid + 3,
+                    *seq
+                )
+            },
             sid: Some(sid + 3),
             seq: Some(*seq),
             occurrence: 0,
@@ -466,6 +504,8 @@ pub fn dedup_config(prod: &PgCluster, gatherers: &[&PgCluster], start_us: i64) -
             down_after: Duration::from_millis(1500),
             late_window: Duration::from_secs(3),
             poll_interval: Duration::from_millis(50),
+            late_scan_interval: Duration::from_millis(200),
+            lifecycle_tolerance: Duration::from_secs(2),
             start_us: Some(start_us),
             state_sync_interval: Duration::from_millis(300),
             retry_delay_min: Duration::from_millis(50),
@@ -489,6 +529,9 @@ pub fn allow_dedup_login(pg: &PgCluster) {
 
 type DeltaKey = (String, i64, String, i64, i64);
 
+/// A lifecycle event's content: ticker, event type, and the time in its payload if any.
+type LifeKey = (String, String, Option<String>);
+
 /// Check production against the truth: every event exactly once, with identical real
 /// events kept with their multiplicity; books rebuilt from production's deltas equal the
 /// exchange's final books; snapshots, gaps, markets and events as written.
@@ -497,7 +540,7 @@ pub fn assert_production_exact(prod: &mut Client, truth: &Truth, gatherers: usiz
     let mut want: BTreeMap<DeltaKey, u32> = BTreeMap::new();
     let mut want_trades: BTreeMap<String, (i64, String, i64, i64)> = BTreeMap::new();
     let mut want_ticks: BTreeMap<(String, i64, [i64; 10]), u32> = BTreeMap::new();
-    let mut want_life: BTreeMap<(String, i64, String), u32> = BTreeMap::new();
+    let mut want_life: BTreeMap<LifeKey, Vec<i64>> = BTreeMap::new();
     for ev in truth.events() {
         match ev {
             Ev::Delta {
@@ -537,11 +580,15 @@ pub fn assert_production_exact(prod: &mut Client, truth: &Truth, gatherers: usiz
                 ts,
                 ticker,
                 event_type,
-            } => {
-                *want_life
-                    .entry((ticker.clone(), *ts, event_type.clone()))
-                    .or_default() += 1
-            }
+                timed,
+            } => want_life
+                .entry((
+                    ticker.clone(),
+                    event_type.clone(),
+                    timed.then(|| ts.to_string()),
+                ))
+                .or_default()
+                .push(*ts),
         }
     }
     let mut got: BTreeMap<DeltaKey, Vec<i32>> = BTreeMap::new();
@@ -650,21 +697,44 @@ pub fn assert_production_exact(prod: &mut Client, truth: &Truth, gatherers: usiz
     }
     assert_eq!(got_ticks, want_ticks, "tickers");
 
-    // Lifecycle: multiset, and payloads without the capture's sid/seq.
-    let mut got_life: BTreeMap<(String, i64, String), u32> = BTreeMap::new();
+    // Lifecycle: each event exactly once (its copies carry the gatherers' receive times, so
+    // the stored time is one of them: within LIFE_SPREAD after the event), identical events
+    // far apart twice; payloads without the capture's sid/seq.
+    let mut got_life: BTreeMap<LifeKey, Vec<i64>> = BTreeMap::new();
     for r in prod
         .query(
-            "SELECT ticker, exchange_ts, event_type, payload ? 'sid' OR payload ? 'seq' \
-             FROM market_lifecycle",
+            "SELECT ticker, event_type, payload->>'exchange_ts', exchange_ts, \
+             payload ? 'sid' OR payload ? 'seq' FROM market_lifecycle",
             &[],
         )
         .unwrap()
     {
-        assert!(!r.get::<_, bool>(3), "lifecycle payload still has sid/seq");
-        *got_life.entry((r.get(0), r.get(1), r.get(2))).or_default() += 1;
+        assert!(!r.get::<_, bool>(4), "lifecycle payload still has sid/seq");
+        got_life
+            .entry((r.get(0), r.get(1), r.get(2)))
+            .or_default()
+            .push(r.get(3));
     }
-    assert_eq!(got_life, want_life, "market_lifecycle");
-    assert!(!want_life.is_empty());
+    let mut bad = Vec::new();
+    for (k, want) in &mut want_life {
+        want.sort_unstable();
+        let mut got = got_life.remove(k).unwrap_or_default();
+        got.sort_unstable();
+        let ok = got.len() == want.len()
+            && got
+                .iter()
+                .zip(want.iter())
+                .all(|(g, w)| *g >= *w && *g <= *w + LIFE_SPREAD);
+        if !ok {
+            bad.push(format!("{k:?}: want {want:?}, got {got:?}"));
+        }
+    }
+    for (k, got) in &got_life {
+        bad.push(format!("{k:?}: not in the truth, got {got:?}"));
+    }
+    assert!(bad.is_empty(), "market_lifecycle:\n{}", bad.join("\n"));
+    assert!(want_life.values().any(|v| v.len() == 2));
+    assert!(want_life.len() > 6);
 
     // Snapshots: every gatherer's, once. Gaps: every gatherer's, once, with repairs.
     let snaps: i64 = prod
