@@ -185,14 +185,24 @@ fn service_bin_dir(args: &DemoArgs) -> Result<PathBuf> {
         .parent()
         .context("this binary has no parent directory")?
         .to_path_buf();
-    if SERVICE_BINARIES.iter().all(|b| dir.join(b).is_file()) {
+    // Built from this workspace: build the rest the same way (same target dir and profile), so
+    // that they are never older than this binary (a no-op when they are up to date). A binary
+    // installed elsewhere uses the service binaries next to it as they are.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if !workspace.join("Cargo.lock").is_file() {
+        for bin in SERVICE_BINARIES {
+            if !dir.join(bin).is_file() {
+                bail!(
+                    "{bin} is not next to this binary in {}; use --bin-dir",
+                    dir.display()
+                );
+            }
+        }
         return Ok(dir);
     }
-    // Built from this workspace: build the rest the same way (same target dir and profile).
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let target_dir = dir.parent().context("unexpected binary location")?;
     let release = dir.file_name().is_some_and(|n| n == "release");
-    eprintln!("demo: building the service binaries (cargo build)");
+    eprintln!("demo: making sure the service binaries are built (cargo build)");
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&workspace)
         .args(["build", "--locked", "--target-dir"])
