@@ -25,9 +25,11 @@
 //!
 //! A gatherer's durable watermark is `max(batch_id)` of its writer's rows in
 //! `writer_batches`. kalshi-writer commits batches in order, each with its marker in the same
-//! transaction, and a batch id is at least the wall-clock µs at which the batch was sealed; so
-//! every row the gatherer received before that time (give or take the time a row waits in a
-//! ring, which the grace covers) is committed. Exchange time precedes receive time, so a range
+//! transaction, and a batch id is the writer's *arrival floor* at sealing: a time by which every
+//! ring had been seen empty, so every row pushed before it is in that batch or an earlier one.
+//! Producers stamp `received_ts` before they push, so every row the gatherer received before the
+//! watermark is committed, give or take the (microseconds) between stamping and pushing, which
+//! the grace covers; time spent waiting in a backlogged ring no longer counts. Exchange time precedes receive time, so a range
 //! of exchange time `[a, b)` is complete in that gatherer once its watermark passes
 //! `b + grace`. The query is an index lookup on the primary key, unlike `max(received_ts)`,
 //! which would scan the day's partition (the gatherer tables only have BRIN indexes). When the

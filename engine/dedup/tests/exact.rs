@@ -26,6 +26,8 @@ fn three_gatherers_merge_exactly_and_replays_change_nothing() {
     let truth = truth(7, start, 20, 400);
     let caps = captures(&truth, 3, 11, 0.1, Some((2, 53)));
     let spool = tempfile::tempdir().unwrap();
+    // The earliest writer shutdown: the writers' final watermarks are at or after it.
+    let mut first_shutdown: Option<i64> = None;
     for (g, cap) in caps.iter().enumerate() {
         let (w, p) = writer(
             &gatherers[g].url("kalshi"),
@@ -39,9 +41,11 @@ fn three_gatherers_merge_exactly_and_replays_change_nothing() {
         for row in side_rows(&truth, g) {
             push(&p, row);
         }
+        first_shutdown.get_or_insert_with(now_us);
         let report = w.shutdown().unwrap();
         assert_eq!(report.pending_batches, 0);
     }
+    let first_shutdown = first_shutdown.unwrap();
     let refs: Vec<&_> = gatherers.iter().collect();
     let cfg = dedup_config(&prod, &refs, start - 2 * SEC);
     let d = spawn_dedup(cfg.clone());
@@ -56,8 +60,10 @@ fn three_gatherers_merge_exactly_and_replays_change_nothing() {
         .get::<_, i64>(0)
             == truth.tickers.len() as i64
     });
-    // Caught up to the present, it is healthy.
-    d.wait_synced(now_us() - 3 * SEC, Duration::from_secs(60));
+    // Caught up as far as the (stopped) writers' watermarks allow: a range closes once every
+    // watermark is `grace` past its end, and the writers stopped no earlier than
+    // `first_shutdown`, so every range ending two seconds before it closes.
+    d.wait_synced(first_shutdown - 2 * SEC, Duration::from_secs(60));
     let h = d.health();
     let totals = d.finish();
     assert_production_exact(&mut pc, &truth, 3);

@@ -308,6 +308,7 @@ impl Writer {
             check_markers: !spool.pending().is_empty(),
             spool_was_full: false,
             last_seal: Instant::now(),
+            ring_empty_us: vec![0; config.producers],
             report: WriterReport {
                 recovery: recovery.clone(),
                 ..WriterReport::default()
@@ -786,6 +787,9 @@ struct WriterCore {
     spool_was_full: bool,
     /// When the last batch was sealed (for [`WriterConfig::idle_commit`]).
     last_seal: Instant,
+    /// Per ring: a time (µs) at which the ring was seen empty, read *before* the pop that found
+    /// it empty, so every row pushed before it has been drained. See [`WriterCore::seal`].
+    ring_empty_us: Vec<i64>,
 }
 
 /// Rows taken from one ring per pass, so that several rings are served fairly.
@@ -808,7 +812,17 @@ impl WriterCore {
             let age_due = self
                 .open_since
                 .is_some_and(|t| now.duration_since(t) >= self.cfg.batch_age_max);
+            let floor_us = self.ring_empty_us.iter().copied().min().unwrap_or(0).max(0) as u64;
             if self.open_rows > 0 && (self.open_full() || age_due || (stopping && rings_empty)) {
+                self.seal()?;
+            } else if self.open_rows == 0
+                && stopping
+                && rings_empty
+                && self.spool.pending().is_empty()
+                && floor_us >= self.next_id
+            {
+                // Shutting down with everything committed, but the last batch's id (the durable
+                // watermark) is behind the arrival floor: one empty batch records the final floor.
                 self.seal()?;
             } else if self.open_rows == 0
                 && !stopping
@@ -856,7 +870,9 @@ impl WriterCore {
         let mut moved = 0;
         loop {
             let mut pass = 0;
-            for ring in &self.rings {
+            for (ring, empty_us) in self.rings.iter().zip(self.ring_empty_us.iter_mut()) {
+                // One clock read per ring visit, not per row.
+                let visit_us = unix_now_us();
                 for _ in 0..DRAIN_CHUNK {
                     if self.open_rows >= self.cfg.batch_rows_max
                         || self.open_bytes >= self.cfg.batch_bytes_max
@@ -864,6 +880,7 @@ impl WriterCore {
                         break;
                     }
                     let Some(row) = ring.rows.pop() else {
+                        *empty_us = visit_us;
                         break;
                     };
                     self.open_bytes += self.open.add(&row);
@@ -905,7 +922,15 @@ impl WriterCore {
             self.metrics.spool_full.set(0);
         }
         let now_us = unix_now_us();
-        let id = self.next_id.max(now_us.max(0) as u64);
+        // The batch id is the writer's durable watermark once committed (the deduplicator reads
+        // max(batch_id)). It is the *arrival floor*: the oldest time at which every ring was last
+        // seen empty. A producer stamps `received_ts` before it pushes, and a ring seen empty at
+        // time t has had every row pushed before t drained into this batch or an earlier one; so
+        // once this batch commits, every row received before its id is committed. A ring that
+        // never empties holds the id back (correct, only slower); an idle writer's id follows
+        // the clock.
+        let floor = self.ring_empty_us.iter().copied().min().unwrap_or(now_us);
+        let id = self.next_id.max(floor.max(0) as u64);
         self.open.id = id;
         self.open.created_us = now_us;
         if let Err(e) = self.spool.append(&self.open) {

@@ -469,6 +469,11 @@ impl Gatherer {
         metric_value(&text, name)
     }
 
+    /// The process id (while running).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGTERM, then wait for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let child = self.child.as_mut().unwrap();
