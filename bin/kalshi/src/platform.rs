@@ -715,8 +715,10 @@ impl Platform {
             .as_i64()
             .context("halt answer has no exchange_time_us")?
             + 1;
-        self.control("/dump-books")
-            .context("the simulator could not write its final books")?;
+        let (status, _) = self.post(&format!("{}/dump-books", self.control))?;
+        if status != 200 {
+            bail!("the simulator could not write its final books ({status})");
+        }
         self.wait_quiet();
 
         let truth =
