@@ -43,7 +43,8 @@ fn measure(markets: usize) -> (u64, f64) {
     let sim = Sim::start(&dir, &keys.id, &keys.public, 3, &market);
     let pg = postgres();
     let mut config = GathererConfig::new(&sim, &keys, &pg.url("kalshi"), &dir);
-    config.markets_per_subscription = 2000;
+    // The simulator refuses more than 1000 markets per subscription (error 26), as Kalshi does.
+    config.markets_per_subscription = 1000;
     config.poller_interval_s = 3600;
     let mut gatherer = Gatherer::start(&config, &dir, "memory");
     gatherer.wait_healthy();
