@@ -39,7 +39,21 @@ fn production_is_exact_through_combined_faults() {
         p.all_healthy()
     });
     let from_ts = p.exchange_time_us().unwrap() + 3_000_000;
-    std::thread::sleep(Duration::from_secs(4));
+    // Steady state before any fault: the deduplicator's lag, sampled for 10 s (reported, not
+    // asserted: the machine is shared).
+    let lag_url = p.dedup.metrics_url.clone();
+    let mut lag_max: f64 = 0.0;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Some((_, body)) = p.get(&lag_url) {
+            if let Some(lag) =
+                kalshi_cli::platform::parse_metrics(&body).get("dedup_sync_lag_seconds")
+            {
+                lag_max = lag_max.max(*lag);
+            }
+        }
+    }
+    eprintln!("dedup e2e: steady-state dedup_sync_lag_seconds max {lag_max:.2} s over 10 s");
 
     // A different frame dropped on each connection: one connection at a time, a second apart.
     let stats = p.sim_stats().unwrap();

@@ -29,13 +29,13 @@
 //! [sync]
 //! range_width_ms = 1000      # width of a merge range of exchange time; default 1000. Lag is at
 //!                            # most about width + grace; wider ranges mean fewer transactions.
-//! grace_ms = 2000            # every live gatherer's watermark must be this far past a range's
-//!                            # end before it closes, and the late-row scan only trusts arrival
-//!                            # times this far behind the watermark. It must cover the time from
-//!                            # a frame's exchange time (and its receipt) to its batch being
-//!                            # sealed: network latency, ring wait, batch age (200 ms), and CPU
-//!                            # starvation on a loaded host. Default 2000 (500 lost rows on a
-//!                            # loaded 2-core CI machine).
+//! grace_ms = 500             # every live gatherer's watermark must be this far past a range's
+//!                            # end before it closes (rows later than that are still merged, by
+//!                            # the late-row scan, a second or so later), and the late-row scan
+//!                            # only trusts arrival times this far behind the watermark, which
+//!                            # covers the gap between a gatherer stamping a row and pushing it
+//!                            # (microseconds; batch ids are arrival floors, so ring backlog
+//!                            # does not count). Default 500; lag is about width + grace.
 //! down_after_ms = 10000      # a gatherer unreachable (or with a stuck watermark) this long is
 //!                            # down and ranges close without it; until then they wait. Default
 //!                            # 10000. Shorter: less lag in an outage, more catch-up work.
@@ -284,7 +284,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         Self {
             range_width: Duration::from_millis(1000),
-            grace: Duration::from_millis(2000),
+            grace: Duration::from_millis(500),
             down_after: Duration::from_millis(10_000),
             late_window: Duration::from_secs(60),
             poll_interval: Duration::from_millis(100),
@@ -479,7 +479,7 @@ fn sync_config(p: &mut Problems, raw: &RawSync) -> SyncConfig {
         10,
         3_600_000,
     );
-    let grace = ms(p, "sync.grace_ms", raw.grace_ms, 2000, 0, 3_600_000);
+    let grace = ms(p, "sync.grace_ms", raw.grace_ms, 500, 0, 3_600_000);
     let down_after = ms(
         p,
         "sync.down_after_ms",
@@ -787,7 +787,7 @@ mod tests {
         assert_eq!(c.gatherers[0].writer_id, "g1");
         assert_eq!(c.gatherers[1].writer_id, "gatherer-2");
         assert_eq!(c.sync.range_width, Duration::from_millis(250));
-        assert_eq!(c.sync.grace, Duration::from_millis(2000));
+        assert_eq!(c.sync.grace, Duration::from_millis(500));
         assert_eq!(c.sync.lifecycle_tolerance, Duration::from_millis(3000));
         assert_eq!(c.sync.late_scan_interval, Duration::from_millis(1000));
         assert_eq!(c.sync.late_scan_step, Duration::from_secs(300));
