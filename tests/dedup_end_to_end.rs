@@ -45,12 +45,13 @@ fn production_is_exact_through_combined_faults() {
     let mut lag_max: f64 = 0.0;
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(500));
-        if let Some((_, body)) = p.get(&lag_url) {
-            if let Some(lag) =
-                kalshi_cli::platform::parse_metrics(&body).get("dedup_sync_lag_seconds")
-            {
-                lag_max = lag_max.max(*lag);
-            }
+        let lag = p.get(&lag_url).and_then(|(_, body)| {
+            kalshi_cli::platform::parse_metrics(&body)
+                .get("dedup_sync_lag_seconds")
+                .copied()
+        });
+        if let Some(lag) = lag {
+            lag_max = lag_max.max(lag);
         }
     }
     eprintln!("dedup e2e: steady-state dedup_sync_lag_seconds max {lag_max:.2} s over 10 s");
