@@ -372,7 +372,7 @@ flush_age_ms = 50
 [limits]
 liveness_timeout_ms = 15000
 db_connect_timeout_ms = 1000
-shutdown_timeout_ms = 20000
+shutdown_timeout_ms = 90000
 {extra}"#,
             ws = self.ws_url,
             rest = self.rest_url,
