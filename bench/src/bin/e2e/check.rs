@@ -1,0 +1,190 @@
+//! The zero-loss check: what the collector stored against the generator's summary.
+//!
+//! * Per market: the number of stored `orderbook_deltas`, `trades` and `tickers` rows equals
+//!   the generator's count (the collectors subscribe every market in one command before the
+//!   first event, so they must have every event; a duplicate counts as a failure too).
+//! * Per market: exactly one WebSocket snapshot, and the book rebuilt from it plus the sum of
+//!   the stored deltas per (side, price) equals the generator's final book. This checks the
+//!   stored prices, sides and sizes (the units), not only the counts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use postgres::Client;
+
+use crate::sim::Summary;
+
+/// Empties the tables a collector writes.
+pub(crate) fn reset(db: &mut Client) -> Result<()> {
+    db.batch_execute(
+        "TRUNCATE orderbook_deltas, trades, tickers, orderbook_snapshots; CHECKPOINT;",
+    )?;
+    Ok(())
+}
+
+/// Stored (deltas, trades, tickers).
+pub(crate) fn totals(db: &mut Client) -> Result<(u64, u64, u64)> {
+    let row = db.query_one(
+        "SELECT (SELECT count(*) FROM orderbook_deltas), (SELECT count(*) FROM trades), \
+                (SELECT count(*) FROM tickers)",
+        &[],
+    )?;
+    Ok((
+        row.get::<_, i64>(0) as u64,
+        row.get::<_, i64>(1) as u64,
+        row.get::<_, i64>(2) as u64,
+    ))
+}
+
+/// Waits until the stored totals reach the summary's (or stop moving for `stall`); returns
+/// whether they were reached and when.
+pub(crate) fn wait_drained(
+    db: &mut Client,
+    summary: &Summary,
+    stall: Duration,
+) -> Result<(bool, Instant)> {
+    let want = (summary.deltas, summary.trades, summary.tickers);
+    let mut last = (u64::MAX, 0, 0);
+    let mut moved = Instant::now();
+    loop {
+        let now = totals(db)?;
+        if now == want {
+            return Ok((true, Instant::now()));
+        }
+        if now.0 > want.0 || now.1 > want.1 || now.2 > want.2 {
+            return Ok((false, Instant::now()));
+        }
+        if now != last {
+            last = now;
+            moved = Instant::now();
+        } else if moved.elapsed() > stall {
+            return Ok((false, moved));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn per_market(db: &mut Client, table: &str) -> Result<HashMap<String, u64>> {
+    Ok(db
+        .query(
+            &format!("SELECT ticker, count(*) FROM {table} GROUP BY ticker"),
+            &[],
+        )?
+        .into_iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+        .collect())
+}
+
+/// The full check; `Ok(None)` means zero loss, `Ok(Some(why))` names the first problems.
+pub(crate) fn verify(db: &mut Client, summary: &Summary) -> Result<Option<String>> {
+    let mut problems = Vec::new();
+    let (deltas, trades, tickers) = totals(db)?;
+    for (what, got, want) in [
+        ("deltas", deltas, summary.deltas),
+        ("trades", trades, summary.trades),
+        ("tickers", tickers, summary.tickers),
+    ] {
+        if got != want {
+            problems.push(format!("{what}: stored {got}, generated {want}"));
+        }
+    }
+    let counts = [
+        ("orderbook_deltas", per_market(db, "orderbook_deltas")?),
+        ("trades", per_market(db, "trades")?),
+        ("tickers", per_market(db, "tickers")?),
+    ];
+    let mut bad_markets = 0;
+    for (ticker, truth) in &summary.markets {
+        let want = [truth.deltas, truth.trades, truth.tickers];
+        for ((table, stored), want) in counts.iter().zip(want) {
+            let got = stored.get(ticker).copied().unwrap_or(0);
+            if got != want {
+                bad_markets += 1;
+                if problems.len() < 8 {
+                    problems.push(format!("{ticker}: {got} {table} rows, generated {want}"));
+                }
+            }
+        }
+    }
+    for (table, stored) in &counts {
+        let strays = stored
+            .keys()
+            .filter(|t| !summary.markets.contains_key(*t))
+            .count();
+        if strays > 0 {
+            problems.push(format!("{table}: {strays} tickers the generator does not know"));
+        }
+    }
+
+    // Books: snapshot + Σ deltas per (side, price) = final book.
+    type Book = [BTreeMap<i64, i64>; 2];
+    let mut books: HashMap<String, Book> = HashMap::new();
+    let mut snapshots: HashMap<String, u32> = HashMap::new();
+    for row in db.query(
+        "SELECT ticker, yes_price_e6, yes_count_e2, no_price_e6, no_count_e2 \
+         FROM orderbook_snapshots WHERE source = 'ws'",
+        &[],
+    )? {
+        let ticker: String = row.get(0);
+        *snapshots.entry(ticker.clone()).or_default() += 1;
+        let book = books.entry(ticker).or_default();
+        for (side, (p, c)) in [(0, (1, 2)), (1, (3, 4))] {
+            let prices: Vec<i64> = row.get(p);
+            let sizes: Vec<i64> = row.get(c);
+            for (price, size) in prices.into_iter().zip(sizes) {
+                *book[side].entry(price).or_default() += size;
+            }
+        }
+    }
+    for row in db.query(
+        "SELECT ticker, side, price_e6, sum(delta_e2)::bigint FROM orderbook_deltas \
+         GROUP BY 1, 2, 3",
+        &[],
+    )? {
+        let ticker: String = row.get(0);
+        let side: String = row.get(1);
+        let side = usize::from(side == "no");
+        *books.entry(ticker).or_default()[side]
+            .entry(row.get(2))
+            .or_default() += row.get::<_, i64>(3);
+    }
+    let mut bad_books = 0;
+    for (ticker, truth) in &summary.markets {
+        let n = snapshots.get(ticker).copied().unwrap_or(0);
+        if n != 1 {
+            bad_books += 1;
+            if problems.len() < 12 {
+                problems.push(format!("{ticker}: {n} WebSocket snapshots, expected 1"));
+            }
+            continue;
+        }
+        let Some(book) = books.get(ticker) else {
+            continue;
+        };
+        let side = |s: usize| -> Vec<(i64, i64)> {
+            book[s]
+                .iter()
+                .filter(|(_, size)| **size != 0)
+                .map(|(p, s)| (*p, *s))
+                .collect()
+        };
+        if side(0) != truth.yes || side(1) != truth.no {
+            bad_books += 1;
+            if problems.len() < 12 {
+                problems.push(format!(
+                    "{ticker}: rebuilt book differs from the final book (yes {:?} vs {:?})",
+                    side(0),
+                    truth.yes
+                ));
+            }
+        }
+    }
+    if bad_markets > 0 || bad_books > 0 {
+        problems.push(format!(
+            "{bad_markets} market/table counts and {bad_books} books wrong of {} markets",
+            summary.markets.len()
+        ));
+    }
+    Ok((!problems.is_empty()).then(|| problems.join("; ")))
+}

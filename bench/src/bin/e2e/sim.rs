@@ -1,0 +1,215 @@
+//! The simulator under the benchmark: `kalshi-sim` in load mode as a child process, its control
+//! endpoint, and the generator's summary (the truth the zero-loss check compares against).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// One market's truth at the end of a run.
+#[derive(Debug, Clone)]
+pub(crate) struct MarketTruth {
+    /// Deltas applied (trade fills included).
+    pub(crate) deltas: u64,
+    /// Trades printed.
+    pub(crate) trades: u64,
+    /// Ticker updates emitted.
+    pub(crate) tickers: u64,
+    /// Final YES levels `(price_e6, count_e2)`, ascending.
+    pub(crate) yes: Vec<(i64, i64)>,
+    /// Final NO levels (NO-leg prices), ascending.
+    pub(crate) no: Vec<(i64, i64)>,
+}
+
+/// The load generator's summary, read from the final-books file.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Summary {
+    /// Events generated.
+    pub(crate) events: u64,
+    /// Deltas, trades and tickers generated.
+    pub(crate) deltas: u64,
+    pub(crate) trades: u64,
+    pub(crate) tickers: u64,
+    /// Per market, by ticker.
+    pub(crate) markets: HashMap<String, MarketTruth>,
+}
+
+fn levels(value: &Value) -> Vec<(i64, i64)> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|pair| Some((pair.get(0)?.as_i64()?, pair.get(1)?.as_i64()?)))
+        .collect()
+}
+
+impl Summary {
+    /// Parses the final-books file of a load-mode run.
+    pub(crate) fn parse(text: &str) -> Result<Self> {
+        let mut lines = text.lines();
+        let head: Value =
+            serde_json::from_str(lines.next().context("empty final-books file")?)
+                .context("final-books header")?;
+        let number = |v: &Value, key: &str| -> Result<u64> {
+            v[key]
+                .as_u64()
+                .with_context(|| format!("final-books: {key} missing"))
+        };
+        let mut summary = Summary {
+            events: number(&head, "events")?,
+            deltas: number(&head, "deltas")?,
+            trades: number(&head, "trades")?,
+            tickers: number(&head, "tickers")?,
+            markets: HashMap::new(),
+        };
+        for line in lines {
+            let m: Value = serde_json::from_str(line).context("final-books market line")?;
+            let ticker = m["ticker"]
+                .as_str()
+                .context("final-books: ticker missing")?
+                .to_owned();
+            summary.markets.insert(
+                ticker,
+                MarketTruth {
+                    deltas: number(&m, "market_seq")?,
+                    trades: number(&m, "trades")?,
+                    tickers: number(&m, "tickers")?,
+                    yes: levels(&m["yes"]),
+                    no: levels(&m["no"]),
+                },
+            );
+        }
+        Ok(summary)
+    }
+}
+
+/// A running `kalshi-sim` in load mode.
+pub(crate) struct Sim {
+    child: Child,
+    /// WebSocket URL.
+    pub(crate) ws_url: String,
+    /// REST base URL.
+    pub(crate) rest_url: String,
+    control: String,
+    books: PathBuf,
+}
+
+impl Sim {
+    /// Starts `bin` in load mode at `rate` events/s over `markets` markets, auth off, no
+    /// session or REST limits, files in `dir`.
+    pub(crate) fn start(bin: &Path, dir: &Path, rate: u64, markets: usize) -> Result<Sim> {
+        let books = dir.join("final-books.jsonl");
+        let config = dir.join("sim.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "seed = 1\nfinal_books = {books:?}\n\
+                 [server]\nlisten = \"127.0.0.1:0\"\ncontrol = \"127.0.0.1:0\"\n\
+                 missed_pongs_max = 0\nprint_ready = true\n\
+                 [auth]\nenabled = false\n\
+                 [rest]\nrate_per_sec = 0\n\
+                 [session]\nmarket_limit = 1000000\ncommands_per_second = 0\n\
+                 [load]\nrate = {rate}\nmarkets = {markets}\n",
+                books = books.display().to_string()
+            ),
+        )?;
+        let log = std::fs::File::create(dir.join("sim.log"))?;
+        let mut child = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("simulator stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .context("reading the simulator's ready line")?;
+        let ready: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(dir.join("sim.log")).unwrap_or_default();
+                bail!("the simulator did not start: {line:?} {log}");
+            }
+        };
+        let text = |key: &str| ready[key].as_str().unwrap_or_default().to_owned();
+        Ok(Sim {
+            child,
+            ws_url: text("ws_url"),
+            rest_url: text("rest_url"),
+            control: text("control"),
+            books,
+        })
+    }
+
+    /// `GET /stats` of the control endpoint.
+    pub(crate) fn stats(&self) -> Result<Value> {
+        let body = ureq::get(&format!("http://{}/stats", self.control))
+            .call()?
+            .body_mut()
+            .read_to_string()?;
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Waits until load pacing has started (a client subscribed); returns the events
+    /// generated at that moment.
+    pub(crate) fn wait_pacing(&self, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.stats()?;
+            if stats["load"]["pacing"].as_bool() == Some(true) {
+                return Ok(stats["load"]["events"].as_u64().unwrap_or(0));
+            }
+            if Instant::now() > deadline {
+                bail!("no client subscribed within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the simulator (SIGINT: the generator stops, the summary is written, connections
+    /// are closed) and returns the summary.
+    pub(crate) fn stop(mut self) -> Result<Summary> {
+        signal(self.child.id(), "INT");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.child.try_wait()?.is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!("the simulator did not stop within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let text = std::fs::read_to_string(&self.books)
+            .with_context(|| format!("reading {}", self.books.display()))?;
+        Summary::parse(&text)
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends a signal with kill(1) (the benchmark has no libc binding of its own).
+pub(crate) fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
