@@ -42,6 +42,7 @@ BATCH_ROWS = 5000
 BATCH_AGE = 0.2
 CHUNK_ROWS = 1000
 QUEUE_BATCHES = 4
+SUBSCRIBE_CHUNK = 10_000
 
 E6 = Decimal(1_000_000)
 E2 = Decimal(100)
@@ -125,6 +126,7 @@ class Collector:
         self.messages = 0
         self.rows_written = 0
         self.errors = 0
+        self.closing = False
 
     # ---- parsing -------------------------------------------------------------------------
 
@@ -197,8 +199,9 @@ class Collector:
             await self.seal()
 
     async def ticker_task(self):
-        """Seals an old partial batch when frames stop arriving."""
-        while True:
+        """Seals an old partial batch when frames stop arriving (until the feed ends: it is
+        never cancelled, which could drop a batch it holds while waiting on the queue)."""
+        while not self.closing:
             await asyncio.sleep(BATCH_AGE / 2)
             await self.maybe_seal()
 
@@ -219,14 +222,8 @@ class Collector:
                             await conn.execute(sql, *[v for row in chunk for v in row])
                             self.rows_written += len(chunk)
 
-    async def run(self):
-        tickers = await asyncio.get_running_loop().run_in_executor(
-            None, list_markets, self.args.rest
-        )
-        print(f"collector: {len(tickers)} markets", file=sys.stderr)
-        pool = await asyncpg.create_pool(self.args.db, min_size=1, max_size=1)
-        writer = asyncio.create_task(self.writer(pool))
-        ageing = asyncio.create_task(self.ticker_task())
+    async def read(self, tickers):
+        """One connection: subscribe `tickers`, parse every frame until the exchange closes."""
         async with connect(self.args.ws, max_size=None, ping_interval=None) as ws:
             await ws.send(json.dumps({
                 "id": 1,
@@ -247,7 +244,21 @@ class Collector:
                     await self.maybe_seal()
             except ConnectionClosed as e:
                 print(f"collector: connection closed: {e}", file=sys.stderr)
-        ageing.cancel()
+
+    async def run(self):
+        tickers = await asyncio.get_running_loop().run_in_executor(
+            None, list_markets, self.args.rest
+        )
+        print(f"collector: {len(tickers)} markets", file=sys.stderr)
+        pool = await asyncpg.create_pool(self.args.db, min_size=1, max_size=1)
+        writer = asyncio.create_task(self.writer(pool))
+        ageing = asyncio.create_task(self.ticker_task())
+        # The exchange refuses WebSocket messages over 1 MiB and merges repeat subscribes
+        # slowly: one connection per SUBSCRIBE_CHUNK markets, one subscribe command each.
+        chunks = [tickers[i:i + SUBSCRIBE_CHUNK] for i in range(0, len(tickers), SUBSCRIBE_CHUNK)]
+        await asyncio.gather(*(self.read(chunk) for chunk in chunks))
+        self.closing = True
+        await ageing
         await self.seal()
         await self.queue.put(None)
         await writer

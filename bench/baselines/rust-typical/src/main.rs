@@ -39,6 +39,7 @@ const BATCH_ROWS: usize = 5000;
 const BATCH_AGE: Duration = Duration::from_millis(200);
 const CHUNK_ROWS: usize = 1000;
 const CHANNEL_ROWS: usize = 20_000;
+const SUBSCRIBE_CHUNK: usize = 10_000;
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -566,32 +567,10 @@ fn args() -> Result<Args> {
     Ok(a)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = args()?;
-    let tickers = list_markets(&args.rest).await?;
-    eprintln!("typical-collector: {} markets", tickers.len());
-
-    let (client, connection) = tokio_postgres::connect(&args.db, NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            eprintln!("typical-collector: database connection: {e}");
-        }
-    });
-    let writer = Writer {
-        client,
-        gatherer_id: args.gatherer_id,
-        statements: HashMap::new(),
-        deltas: Vec::new(),
-        trades: Vec::new(),
-        tickers: Vec::new(),
-        snapshots: Vec::new(),
-        rows_written: 0,
-    };
-    let (tx, rx) = mpsc::channel(CHANNEL_ROWS);
-    let writer = tokio::spawn(writer.run(rx));
-
-    let (ws, _) = tokio_tungstenite::connect_async(args.ws.as_str()).await?;
+/// One connection: subscribes `tickers`, parses every frame into rows for the writer until
+/// the exchange closes. Returns (messages, bad frames).
+async fn read(url: String, tickers: Vec<String>, tx: mpsc::Sender<Row>) -> Result<(u64, u64)> {
+    let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
     let (mut sink, mut stream) = ws.split();
     let subscribe = serde_json::json!({"id": 1, "cmd": "subscribe", "params": {
         "channels": ["orderbook_delta", "trade", "ticker"], "market_tickers": tickers}});
@@ -627,6 +606,50 @@ async fn main() -> Result<()> {
                 }
             }
         }
+    }
+    Ok((messages, bad))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = args()?;
+    let tickers = list_markets(&args.rest).await?;
+    eprintln!("typical-collector: {} markets", tickers.len());
+
+    let (client, connection) = tokio_postgres::connect(&args.db, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("typical-collector: database connection: {e}");
+        }
+    });
+    let writer = Writer {
+        client,
+        gatherer_id: args.gatherer_id,
+        statements: HashMap::new(),
+        deltas: Vec::new(),
+        trades: Vec::new(),
+        tickers: Vec::new(),
+        snapshots: Vec::new(),
+        rows_written: 0,
+    };
+    let (tx, rx) = mpsc::channel(CHANNEL_ROWS);
+    let writer = tokio::spawn(writer.run(rx));
+
+    // The exchange refuses WebSocket messages over 1 MiB and merges repeat subscribes
+    // slowly: one connection per SUBSCRIBE_CHUNK markets, one subscribe command each.
+    let mut readers = Vec::new();
+    for chunk in tickers.chunks(SUBSCRIBE_CHUNK) {
+        readers.push(tokio::spawn(read(
+            args.ws.clone(),
+            chunk.to_vec(),
+            tx.clone(),
+        )));
+    }
+    let (mut messages, mut bad) = (0_u64, 0_u64);
+    for reader in readers {
+        let (m, b) = reader.await??;
+        messages += m;
+        bad += b;
     }
     drop(tx);
     let rows = writer.await??;

@@ -138,3 +138,31 @@ pub(crate) fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
+
+/// utime + stime of every process whose parent is `parent` (PostgreSQL's backends and
+/// auxiliary processes under the postmaster), plus the parent's own, in clock ticks.
+pub(crate) fn tree_cpu_ticks(parent: u32) -> u64 {
+    let mut total = cpu_ticks(parent).unwrap_or(0);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return total;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = text.rfind(')') else {
+            continue;
+        };
+        let ppid = text[close + 2..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            total += cpu_ticks(pid).unwrap_or(0);
+        }
+    }
+    total
+}

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,10 @@ pub(crate) struct Summary {
     pub(crate) tickers: u64,
     /// Per market, by ticker.
     pub(crate) markets: HashMap<String, MarketTruth>,
+    /// The generator stopped between a trade's fill delta and the trade print: the trade is
+    /// counted in `trades` (and in its market's count) but was never sent.
+    /// (`deltas + trades + tickers` is then `events + 1`.)
+    pub(crate) pending_trade: bool,
 }
 
 fn levels(value: &Value) -> Vec<(i64, i64)> {
@@ -65,7 +69,10 @@ impl Summary {
             trades: number(&head, "trades")?,
             tickers: number(&head, "tickers")?,
             markets: HashMap::new(),
+            pending_trade: false,
         };
+        summary.pending_trade =
+            summary.deltas + summary.trades + summary.tickers == summary.events + 1;
         for line in lines {
             let m: Value = serde_json::from_str(line).context("final-books market line")?;
             let ticker = m["ticker"]
@@ -95,7 +102,6 @@ pub(crate) struct Sim {
     /// REST base URL.
     pub(crate) rest_url: String,
     control: String,
-    books: PathBuf,
 }
 
 impl Sim {
@@ -145,7 +151,6 @@ impl Sim {
             ws_url: text("ws_url"),
             rest_url: text("rest_url"),
             control: text("control"),
-            books,
         })
     }
 
@@ -163,36 +168,53 @@ impl Sim {
     pub(crate) fn wait_pacing(&self, timeout: Duration) -> Result<u64> {
         let deadline = Instant::now() + timeout;
         loop {
-            let stats = self.stats()?;
-            if stats["load"]["pacing"].as_bool() == Some(true) {
+            // The exchange thread may be too busy with a large subscribe to answer (503).
+            if let Ok(stats) = self.stats()
+                && stats["load"]["pacing"].as_bool() == Some(true)
+            {
                 return Ok(stats["load"]["events"].as_u64().unwrap_or(0));
             }
-            if Instant::now() > deadline {
+            if Instant::now() > deadline || crate::stopped() {
                 bail!("no client subscribed within {timeout:?}");
             }
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 
-    /// Stops the simulator (SIGINT: the generator stops, the summary is written, connections
-    /// are closed) and returns the summary.
-    pub(crate) fn stop(mut self) -> Result<Summary> {
+    /// Ends generation without losing what is queued: `POST /pause` stops the generator at
+    /// once and queues a close frame behind every connection's pending frames (the process
+    /// keeps running, so the connections flush at the client's pace), then `POST /dump-books`
+    /// returns the generator's summary, final now. (Stopping the process instead would cut off
+    /// whatever a slow client had not read yet: the simulator exits 100 ms after its
+    /// generator stops.)
+    pub(crate) fn end_generation(&self) -> Result<Summary> {
+        for path in ["pause", "dump-books"] {
+            let mut response = ureq::post(&format!("http://{}/{path}", self.control))
+                .send_empty()
+                .with_context(|| format!("POST /{path}"))?;
+            if path == "dump-books" {
+                let body = response.body_mut().with_config().limit(1 << 30).read_to_string()?;
+                return Summary::parse(&body);
+            }
+        }
+        bail!("unreachable: no summary")
+    }
+
+    /// Stops the process (SIGINT), waiting up to 30 s.
+    pub(crate) fn stop(mut self) -> Result<()> {
         signal(self.child.id(), "INT");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if self.child.try_wait()?.is_some() {
-                break;
+                return Ok(());
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                bail!("the simulator did not stop within 60 s");
+                bail!("the simulator did not stop within 30 s");
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let text = std::fs::read_to_string(&self.books)
-            .with_context(|| format!("reading {}", self.books.display()))?;
-        Summary::parse(&text)
     }
 }
 
