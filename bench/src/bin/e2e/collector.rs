@@ -46,9 +46,64 @@ pub(crate) struct Collector {
     pub(crate) kind: Kind,
 }
 
+/// The API key a collector signs with (the gatherer; the baselines connect unsigned).
+#[derive(Debug, Clone)]
+pub(crate) struct Key {
+    /// Key id (KALSHI-ACCESS-KEY).
+    pub(crate) id: String,
+    /// Private key file (mode 0600).
+    pub(crate) private: PathBuf,
+    /// Public key file, registered in the simulator's `[auth.keys]`.
+    pub(crate) public: PathBuf,
+}
+
 impl Collector {
-    /// Starts the collector against `sim` and the database `db_url`; its output goes to `log`.
-    pub(crate) fn spawn(&self, sim: &Sim, db_url: &str, dir: &Path) -> Result<Child> {
+    /// Whether the collector subscribes all `markets` before the simulator's first event
+    /// (one subscribe command on one connection), so that it must store every event.
+    pub(crate) fn subscribes_before_first_event(&self, markets: usize) -> bool {
+        match self.kind {
+            Kind::Python { .. } | Kind::RustTypical { .. } => {
+                markets <= crate::check::SUBSCRIBE_CHUNK
+            }
+            Kind::Gatherer { .. } => false,
+        }
+    }
+
+    /// A fresh Ed25519 key in `dir` for collectors that sign their handshake (made with
+    /// `kalshi-sim keygen`).
+    pub(crate) fn key(&self, sim_bin: &Path, dir: &Path) -> Result<Option<Key>> {
+        if !matches!(self.kind, Kind::Gatherer { .. }) {
+            return Ok(None);
+        }
+        let key = Key {
+            id: "e2e00000-0000-4000-8000-000000000001".to_owned(),
+            private: dir.join("key.pem"),
+            public: dir.join("key.pub.pem"),
+        };
+        let out = Command::new(sim_bin)
+            .args(["keygen", "--kind", "ed25519", "--private"])
+            .arg(&key.private)
+            .arg("--public")
+            .arg(&key.public)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "kalshi-sim keygen: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(Some(key))
+    }
+
+    /// Starts the collector against `sim` and the database `db_url`; its output goes to
+    /// `dir/<name>.log`.
+    pub(crate) fn spawn(
+        &self,
+        sim: &Sim,
+        db_url: &str,
+        dir: &Path,
+        key: Option<&Key>,
+    ) -> Result<Child> {
         let log = std::fs::File::create(dir.join(format!("{}.log", self.name)))?;
         let common = |cmd: &mut Command| {
             cmd.args(["--ws", &sim.ws_url, "--rest", &sim.rest_url, "--db", db_url])
@@ -67,16 +122,18 @@ impl Collector {
                 c
             }
             Kind::Gatherer { bin } => {
-                // HOOK (gatherer): write a kalshi-gatherer config for this run (environment
-                // "sim", ws_url/rest_url from `sim`, database.url = db_url, gatherer_id = 1,
-                // shard_cores/writer_core for this box, a generated Ed25519 key registered in
-                // the simulator's [auth.keys], markets_per_command large and
-                // commands_per_second high so every market is subscribed before the first
-                // event counts; see Sim::start) and start `bin --config FILE`.
-                bail!(
-                    "the kalshi-gatherer column is pending: {} is not wired into the harness yet",
-                    bin.display()
-                );
+                if !bin.exists() {
+                    bail!(
+                        "pending: {} does not exist (kalshi-gatherer not built on this branch)",
+                        bin.display()
+                    );
+                }
+                let key = key.context("the gatherer needs a key")?;
+                let config = dir.join("gatherer.toml");
+                std::fs::write(&config, gatherer_config(sim, db_url, dir, key)?)?;
+                let mut c = Command::new(bin);
+                c.arg("--config").arg(&config).env("RUST_LOG", "warn");
+                c
             }
         };
         cmd.stdout(log.try_clone()?)
@@ -85,6 +142,60 @@ impl Collector {
             .spawn()
             .with_context(|| format!("starting collector {}", self.name))
     }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The kalshi-gatherer configuration of one run (engine/gather/gatherer.example.toml): the
+/// simulator's URLs, the run's key, the throwaway database, one shard core (0) and the writer
+/// core (1), no REST poller (its snapshots would be extra rows), subscriptions as fast as the
+/// simulator allows.
+fn gatherer_config(sim: &Sim, db_url: &str, dir: &Path, key: &Key) -> Result<String> {
+    Ok(format!(
+        r#"[exchange]
+environment = "sim"
+ws_url = "{ws}"
+rest_url = "{rest}"
+key_id = "{key_id}"
+private_key_file = "{private}"
+
+[database]
+url = "{db_url}"
+gatherer_id = 1
+
+[engine]
+shard_cores = [0]
+writer_core = 1
+pin_threads = false
+
+[subscriptions]
+markets_per_subscription = 1000
+markets_per_command = 1000
+commands_per_second = 1000
+command_burst = 1000
+
+[poller]
+enabled = false
+
+[http]
+metrics_addr = "127.0.0.1:{metrics}"
+health_addr = "127.0.0.1:{health}"
+
+[spool]
+dir = "{spool}"
+"#,
+        ws = sim.ws_url,
+        rest = sim.rest_url,
+        key_id = key.id,
+        private = key.private.display(),
+        metrics = free_port()?,
+        health = free_port()?,
+        spool = dir.join("spool").display(),
+    ))
 }
 
 /// Stops a collector: SIGTERM, then SIGKILL after 5 s.
@@ -125,6 +236,16 @@ pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// cutime + cstime of a process (its waited-for children), in clock ticks.
+fn reaped_children_ticks(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let cutime: u64 = fields.get(13)?.parse().ok()?;
+    let cstime: u64 = fields.get(14)?.parse().ok()?;
+    Some(cutime + cstime)
+}
+
 /// (VmRSS, VmHWM) of a process, in KiB.
 pub(crate) fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -139,15 +260,21 @@ pub(crate) fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// utime + stime of every process whose parent is `parent` (PostgreSQL's backends and
-/// auxiliary processes under the postmaster), plus the parent's own, in clock ticks.
+/// CPU of a process tree one level deep, in clock ticks: `parent`'s utime + stime + cutime +
+/// cstime (the last two hold its children that have exited and been reaped: a backend whose
+/// client disconnected) plus utime + stime of its live children (PostgreSQL's backends and
+/// auxiliary processes under the postmaster).
 pub(crate) fn tree_cpu_ticks(parent: u32) -> u64 {
-    let mut total = cpu_ticks(parent).unwrap_or(0);
+    let mut total = cpu_ticks(parent).unwrap_or(0) + reaped_children_ticks(parent).unwrap_or(0);
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return total;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {

@@ -44,6 +44,9 @@ struct Args {
     /// (for CI): fails on any loss.
     #[arg(long)]
     smoke: bool,
+    /// Target msgs/s of the --smoke run.
+    #[arg(long, default_value_t = 2_000)]
+    smoke_rate: u64,
     /// Write the markdown report here (default: print it only).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -198,7 +201,7 @@ fn main() -> Result<()> {
             latency_secs: 0,
             memory_secs: 0,
             memory_markets: vec![],
-            memory_rate: 0,
+            memory_rate: args.smoke_rate,
             search_steps: 0,
             markets: 100,
         }
@@ -253,9 +256,10 @@ fn main() -> Result<()> {
             "rust-typical" => Collector {
                 name: "rust-typical",
                 kind: Kind::RustTypical {
-                    bin: args.rust_typical_bin.clone().unwrap_or_else(|| {
-                        target.join("rust-typical/release/typical-collector")
-                    }),
+                    bin: args
+                        .rust_typical_bin
+                        .clone()
+                        .unwrap_or_else(|| target.join("rust-typical/release/typical-collector")),
                 },
             },
             "gatherer" => Collector {
@@ -294,7 +298,10 @@ fn main() -> Result<()> {
         }
         let r = measure(&mut ctx, c, &plan);
         if plan.mode == "smoke" {
-            match (&r.skipped, r.sustained.as_ref().and_then(|t| t.loss.clone())) {
+            match (
+                &r.skipped,
+                r.sustained.as_ref().and_then(|t| t.loss.clone()),
+            ) {
                 (Some(why), _) if !matches!(c.kind, Kind::Gatherer { .. }) => {
                     failed_smoke.push(format!("{}: {why}", c.name));
                 }
@@ -308,7 +315,8 @@ fn main() -> Result<()> {
     let mut ceilings = Ceilings::default();
     if plan.mode != "smoke" && !stopped() {
         ceilings_sim(&ctx, &release, &mut ceilings);
-        if let Err(e) = ceilings_copy(&mut ctx, &collectors, &results, plan.markets, &mut ceilings) {
+        if let Err(e) = ceilings_copy(&mut ctx, &collectors, &results, plan.markets, &mut ceilings)
+        {
             ceilings.copy_note = format!("failed: {e:#}");
         }
     }
@@ -351,7 +359,14 @@ fn start_rate(c: &Collector) -> u64 {
 
 fn measure_into(ctx: &mut Ctx, c: &Collector, plan: &Plan, r: &mut CollectorResult) -> Result<()> {
     if plan.mode == "smoke" {
-        let t = trial(ctx, c, 2_000, plan.markets, plan.confirm_secs, true)?;
+        let t = trial(
+            ctx,
+            c,
+            plan.memory_rate,
+            plan.markets,
+            plan.confirm_secs,
+            true,
+        )?;
         r.sustained = Some(t);
         return Ok(());
     }
@@ -433,12 +448,16 @@ fn trial(
     measure_latency: bool,
 ) -> Result<Trial> {
     ctx.run += 1;
-    let dir = ctx.tmp.path().join(format!("run-{:03}-{}", ctx.run, c.name));
+    let dir = ctx
+        .tmp
+        .path()
+        .join(format!("run-{:03}-{}", ctx.run, c.name));
     std::fs::create_dir_all(&dir)?;
     check::reset(&mut ctx.db)?;
-    let sim = Sim::start(&ctx.sim_bin, &dir, rate, markets)?;
+    let key = c.key(&ctx.sim_bin, &dir)?;
+    let sim = Sim::start(&ctx.sim_bin, &dir, rate, markets, key.as_ref())?;
     let db_url = ctx.pg.url("kalshi");
-    let mut child = c.spawn(&sim, &db_url, &dir)?;
+    let mut child = c.spawn(&sim, &db_url, &dir, key.as_ref())?;
     let pid = child.id();
     let result = (|| -> Result<Trial> {
         let events0 = sim
@@ -461,7 +480,7 @@ fn trial(
         let gen_secs = t_sub.elapsed().as_secs_f64();
         let summary: Summary = sim.end_generation()?;
         let t_end = Instant::now();
-        let (drained, at) = if markets <= check::SUBSCRIBE_CHUNK {
+        let (drained, at) = if c.subscribes_before_first_event(markets) {
             check::wait_drained(&mut ctx.db, &summary, Duration::from_secs(15))?
         } else {
             // Totals may legitimately fall short (see check::verify): wait for them to settle.
@@ -475,6 +494,11 @@ fn trial(
         };
         let cpu1 = collector::cpu_ticks(pid).unwrap_or(cpu0);
         let db1 = collector::tree_cpu_ticks(pg_pid);
+        if std::env::var_os("E2E_DEBUG").is_some() {
+            eprintln!(
+                "e2e debug: postmaster {pg_pid}: ticks {db0} -> {db1}; collector {cpu0} -> {cpu1}"
+            );
+        }
         let (rss, hwm) = collector::memory_kib(pid).unwrap_or((0, 0));
         let (lat, source) = match meter {
             Some(m) => {
@@ -490,8 +514,17 @@ fn trial(
             }
             None => (None, ""),
         };
-        let exact = markets <= check::SUBSCRIBE_CHUNK;
-        let loss = check::verify(&mut ctx.db, &summary, exact)?;
+        let exact = c.subscribes_before_first_event(markets);
+        let expected = if exact {
+            None
+        } else {
+            Some(check::expected_after_first(
+                &mut ctx.db,
+                sim.load.clone(),
+                summary.events,
+            )?)
+        };
+        let loss = check::verify(&mut ctx.db, &summary, expected.as_ref())?;
         let messages = summary.events + markets as u64;
         let cpu_us = (cpu1 - cpu0) as f64 * 1e6 / ctx.clk_tck as f64;
         let busy_secs = gen_secs + if drained { drain_secs } else { 0.0 };
@@ -525,7 +558,9 @@ fn trial(
         t.markets,
         t.secs,
         t.achieved,
-        t.loss.as_deref().map_or("zero loss".into(), |l| format!("LOSS: {l}")),
+        t.loss
+            .as_deref()
+            .map_or("zero loss".into(), |l| format!("LOSS: {l}")),
         t.drain_secs,
         t.cpu_us_per_msg,
         t.db_cpu_us_per_msg,
@@ -545,12 +580,20 @@ fn ceilings_sim(ctx: &Ctx, release: &Path, c: &mut Ceilings) {
     let mut run = || -> Result<f64> {
         let dir = ctx.tmp.path().join("ceiling-sim");
         std::fs::create_dir_all(&dir)?;
-        let sim = Sim::start(&ctx.sim_bin, &dir, 2_000_000, 1_000)?;
-        let addr = sim.ws_url.trim_start_matches("ws://").split('/').next().unwrap_or_default().to_owned();
+        let sim = Sim::start(&ctx.sim_bin, &dir, 2_000_000, 1_000, None)?;
+        let addr = sim
+            .ws_url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let out = Command::new(release.join("examples/load_client"))
             .args([addr.as_str(), "10"])
             .output()
-            .context("running examples/load_client (cargo build --release -p kalshi-sim --examples)")?;
+            .context(
+                "running examples/load_client (cargo build --release -p kalshi-sim --examples)",
+            )?;
         let _ = sim.end_generation();
         let _ = sim.stop();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -596,14 +639,32 @@ fn ceilings_copy(
     let dir = ctx.tmp.path().join("ceiling-copy");
     std::fs::create_dir_all(&dir)?;
     let tables = [
-        ("orderbook_deltas", "exchange_ts, received_ts, gatherer_id, ticker, side, price_e6, delta_e2, sid, seq"),
-        ("trades", "exchange_ts, received_ts, gatherer_id, ticker, trade_id, yes_price_e6, no_price_e6, count_e2, taker_side, taker_outcome_side, taker_book_side, is_block_trade, source, sid, seq"),
-        ("tickers", "exchange_ts, received_ts, gatherer_id, ticker, price_e6, yes_bid_e6, yes_ask_e6, yes_bid_size_e2, yes_ask_size_e2, last_trade_size_e2, volume_e2, open_interest_e2, dollar_volume_e6, dollar_open_interest_e6, sid, seq"),
+        (
+            "orderbook_deltas",
+            "exchange_ts, received_ts, gatherer_id, ticker, side, price_e6, delta_e2, sid, seq",
+        ),
+        (
+            "trades",
+            "exchange_ts, received_ts, gatherer_id, ticker, trade_id, yes_price_e6, no_price_e6, count_e2, taker_side, taker_outcome_side, taker_book_side, is_block_trade, source, sid, seq",
+        ),
+        (
+            "tickers",
+            "exchange_ts, received_ts, gatherer_id, ticker, price_e6, yes_bid_e6, yes_ask_e6, yes_bid_size_e2, yes_ask_size_e2, last_trade_size_e2, volume_e2, open_interest_e2, dollar_volume_e6, dollar_open_interest_e6, sid, seq",
+        ),
     ];
     let psql_cmd = |sql: &str, stdin: Option<&Path>| -> Result<()> {
         let mut cmd = Command::new(&psql);
-        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port])
-            .args(["-U", "postgres", "-d", "kalshi", "-c", sql]);
+        cmd.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+        ])
+        .args(["-U", "postgres", "-d", "kalshi", "-c", sql]);
         if let Some(file) = stdin {
             cmd.stdin(std::fs::File::open(file)?);
         }
@@ -617,7 +678,10 @@ fn ceilings_copy(
     for (table, cols) in tables {
         let file = dir.join(format!("{table}.bin"));
         psql_cmd(
-            &format!("\\copy (SELECT {cols} FROM {table}) TO '{}' (FORMAT binary)", file.display()),
+            &format!(
+                "\\copy (SELECT {cols} FROM {table}) TO '{}' (FORMAT binary)",
+                file.display()
+            ),
             None,
         )?;
         let n: i64 = ctx

@@ -106,10 +106,7 @@ pub(crate) fn render(
     }
     let metrics: Vec<Metric<'_>> = vec![
         Metric {
-            name: format!(
-                "sustained msgs/s, zero loss, {} s",
-                plan.confirm_secs
-            ),
+            name: format!("sustained msgs/s, zero loss, {} s", plan.confirm_secs),
             values: results.iter().map(sustained).collect(),
             decimals: 0,
             _higher_better: true,
@@ -139,7 +136,11 @@ pub(crate) fn render(
             name: "collector + PostgreSQL core-µs per message at the sustained rate".into(),
             values: results
                 .iter()
-                .map(|r| r.sustained.as_ref().map(|t| t.cpu_us_per_msg + t.db_cpu_us_per_msg))
+                .map(|r| {
+                    r.sustained
+                        .as_ref()
+                        .map(|t| t.cpu_us_per_msg + t.db_cpu_us_per_msg)
+                })
                 .collect(),
             decimals: 1,
             _higher_better: false,
@@ -232,11 +233,25 @@ pub(crate) fn render(
     let _ = writeln!(o);
 
     let _ = writeln!(o, "## Physical ceilings\n");
-    let _ = writeln!(o, "| ceiling | msgs/s | {} |", results.iter().map(|r| format!("{} ÷ ceiling", r.name)).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(
+        o,
+        "| ceiling | msgs/s | {} |",
+        results
+            .iter()
+            .map(|r| format!("{} ÷ ceiling", r.name))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
     let _ = writeln!(o, "|---|--:|{}", "--:|".repeat(results.len()));
     for (name, value) in [
-        ("simulator send rate alone (`load_client`, unpaced, 1 connection)", ceilings.sim_frames_per_sec),
-        ("psql raw `COPY … FROM STDIN (FORMAT binary)` of the same rows", ceilings.copy_rows_per_sec),
+        (
+            "simulator send rate alone (`load_client`, unpaced, 1 connection)",
+            ceilings.sim_frames_per_sec,
+        ),
+        (
+            "psql raw `COPY … FROM STDIN (FORMAT binary)` of the same rows",
+            ceilings.copy_rows_per_sec,
+        ),
     ] {
         let _ = writeln!(
             o,
@@ -249,10 +264,20 @@ pub(crate) fn render(
                 .join(" | ")
         );
     }
-    let _ = writeln!(o, "\nSimulator alone: {}  \nCOPY: {}\n", ceilings.sim_note, ceilings.copy_note);
+    let _ = writeln!(
+        o,
+        "\nSimulator alone: {}  \nCOPY: {}\n",
+        ceilings.sim_note, ceilings.copy_note
+    );
 
-    let _ = writeln!(o, "## Tick-to-durable latency (ms, upper bounds; see method)\n");
-    let _ = writeln!(o, "| collector | load | msgs/s | p50 | p99 | p99.9 | max | deltas timed | core-µs/msg | offset from |");
+    let _ = writeln!(
+        o,
+        "## Tick-to-durable latency (ms, upper bounds; see method)\n"
+    );
+    let _ = writeln!(
+        o,
+        "| collector | load | msgs/s | p50 | p99 | p99.9 | max | deltas timed | core-µs/msg | offset from |"
+    );
     let _ = writeln!(o, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|");
     for r in results {
         for (t, share) in r.latency.iter().zip(["10 %", "50 %", "90 %"]) {
@@ -293,8 +318,14 @@ pub(crate) fn render(
     let _ = writeln!(o);
 
     let _ = writeln!(o, "## Every run\n");
-    let _ = writeln!(o, "| collector | phase | target msgs/s | markets | s | achieved msgs/s | zero loss | drain s | core-µs/msg | PostgreSQL core-µs/msg | cores | RSS at end MiB | peak RSS MiB | held |");
-    let _ = writeln!(o, "|---|---|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|---|");
+    let _ = writeln!(
+        o,
+        "| collector | phase | target msgs/s | markets | s | achieved msgs/s | zero loss | drain s | core-µs/msg | PostgreSQL core-µs/msg | cores | RSS at end MiB | peak RSS MiB | held |"
+    );
+    let _ = writeln!(
+        o,
+        "|---|---|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|---|"
+    );
     let row = |o: &mut String, name: &str, phase: &str, t: &Trial| {
         let _ = writeln!(
             o,
@@ -308,7 +339,11 @@ pub(crate) fn render(
                 (None, false) => "yes (books; counts ≤)".to_owned(),
                 (Some(l), _) => format!("**no**: {}", l.chars().take(160).collect::<String>()),
             },
-            if t.drain_secs.is_finite() { format!("{:.2}", t.drain_secs) } else { "never".into() },
+            if t.drain_secs.is_finite() {
+                format!("{:.2}", t.drain_secs)
+            } else {
+                "never".into()
+            },
             t.cpu_us_per_msg,
             t.db_cpu_us_per_msg,
             t.cores,
@@ -319,7 +354,12 @@ pub(crate) fn render(
     };
     for r in results {
         if let Some(why) = &r.skipped {
-            let _ = writeln!(o, "| {} | not measured: {} | | | | | | | | | | | | |", r.name, why.replace('|', "/"));
+            let _ = writeln!(
+                o,
+                "| {} | not measured: {} | | | | | | | | | | | | |",
+                r.name,
+                why.replace('|', "/")
+            );
         }
         for t in &r.ladder {
             row(&mut o, r.name, "search", t);

@@ -55,9 +55,8 @@ impl Summary {
     /// Parses the final-books file of a load-mode run.
     pub(crate) fn parse(text: &str) -> Result<Self> {
         let mut lines = text.lines();
-        let head: Value =
-            serde_json::from_str(lines.next().context("empty final-books file")?)
-                .context("final-books header")?;
+        let head: Value = serde_json::from_str(lines.next().context("empty final-books file")?)
+            .context("final-books header")?;
         let number = |v: &Value, key: &str| -> Result<u64> {
             v[key]
                 .as_u64()
@@ -97,6 +96,8 @@ impl Summary {
 /// A running `kalshi-sim` in load mode.
 pub(crate) struct Sim {
     child: Child,
+    /// The load generator's configuration (to regenerate its stream).
+    pub(crate) load: kalshi_sim_core::load::LoadConfig,
     /// WebSocket URL.
     pub(crate) ws_url: String,
     /// REST base URL.
@@ -107,16 +108,33 @@ pub(crate) struct Sim {
 impl Sim {
     /// Starts `bin` in load mode at `rate` events/s over `markets` markets, auth off, no
     /// session or REST limits, files in `dir`.
-    pub(crate) fn start(bin: &Path, dir: &Path, rate: u64, markets: usize) -> Result<Sim> {
+    pub(crate) fn start(
+        bin: &Path,
+        dir: &Path,
+        rate: u64,
+        markets: usize,
+        key: Option<&crate::collector::Key>,
+    ) -> Result<Sim> {
         let books = dir.join("final-books.jsonl");
+        let start_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64 * 1_000_000);
+        let auth = match key {
+            None => "[auth]\nenabled = false\n".to_owned(),
+            Some(key) => format!(
+                "[auth]\nenabled = true\n[auth.keys]\n{:?} = {:?}\n",
+                key.id,
+                key.public.display().to_string()
+            ),
+        };
         let config = dir.join("sim.toml");
         std::fs::write(
             &config,
             format!(
-                "seed = 1\nfinal_books = {books:?}\n\
+                "seed = 1\nstart_time_us = {start_us}\nfinal_books = {books:?}\n\
                  [server]\nlisten = \"127.0.0.1:0\"\ncontrol = \"127.0.0.1:0\"\n\
                  missed_pongs_max = 0\nprint_ready = true\n\
-                 [auth]\nenabled = false\n\
+                 {auth}\
                  [rest]\nrate_per_sec = 0\n\
                  [session]\nmarket_limit = 1000000\ncommands_per_second = 0\n\
                  [load]\nrate = {rate}\nmarkets = {markets}\n",
@@ -148,6 +166,13 @@ impl Sim {
         let text = |key: &str| ready[key].as_str().unwrap_or_default().to_owned();
         Ok(Sim {
             child,
+            load: kalshi_sim_core::load::LoadConfig {
+                seed: 1,
+                markets,
+                rate_per_sec: rate,
+                start_us,
+                ..kalshi_sim_core::load::LoadConfig::default()
+            },
             ws_url: text("ws_url"),
             rest_url: text("rest_url"),
             control: text("control"),
@@ -193,7 +218,11 @@ impl Sim {
                 .send_empty()
                 .with_context(|| format!("POST /{path}"))?;
             if path == "dump-books" {
-                let body = response.body_mut().with_config().limit(1 << 30).read_to_string()?;
+                let body = response
+                    .body_mut()
+                    .with_config()
+                    .limit(1 << 30)
+                    .read_to_string()?;
                 return Summary::parse(&body);
             }
         }
