@@ -153,6 +153,10 @@ pub struct DatabaseConfig {
     pub password_env: Option<String>,
     /// This gatherer's id (1..=32767), stamped on every row. Required.
     pub gatherer_id: i16,
+    /// The local PostgreSQL data directory, read only for the disk-usage gauge
+    /// (`kalshi_disk_usage_ratio{kind="data"}`). Default: none (only the spool is reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `[engine]`: core placement.

@@ -1249,9 +1249,12 @@ impl SubscriptionManager {
                     by_start.entry(from_us).or_default().push(*ticker);
                 }
             }
-            // A reconnect window already covers these markets from an earlier time.
-            if sub.backfill_from_us.is_none() {
-                for (from_us, tickers) in by_start {
+            // A reconnect window covers these markets from its start; a market listed before
+            // that start (assigned, then the connection dropped before its confirmation) still
+            // needs its own window from the listing.
+            let window = sub.backfill_from_us;
+            for (from_us, tickers) in by_start {
+                if window.is_none_or(|start| from_us < start) {
                     self.actions.push_back(Action::Backfill {
                         gap_id: None,
                         tickers,
