@@ -32,8 +32,8 @@ pub(crate) fn reset(db: &mut Client) -> Result<()> {
 /// Stored (deltas, trades, tickers).
 pub(crate) fn totals(db: &mut Client) -> Result<(u64, u64, u64)> {
     let row = db.query_one(
-        "SELECT (SELECT count(*) FROM orderbook_deltas), (SELECT count(*) FROM trades), \
-                (SELECT count(*) FROM tickers)",
+        "SELECT (SELECT count(*) FROM orderbook_deltas), \
+                (SELECT count(*) FROM trades WHERE source = 'ws'), (SELECT count(*) FROM tickers)",
         &[],
     )?;
     Ok((
@@ -76,9 +76,15 @@ pub(crate) fn wait_drained(
 }
 
 fn per_market(db: &mut Client, table: &str) -> Result<HashMap<String, u64>> {
+    // Trades a collector backfilled over REST are extra observations, not part of the stream.
+    let filter = if table == "trades" {
+        "WHERE source = 'ws'"
+    } else {
+        ""
+    };
     Ok(db
         .query(
-            &format!("SELECT ticker, count(*) FROM {table} GROUP BY ticker"),
+            &format!("SELECT ticker, count(*) FROM {table} {filter} GROUP BY ticker"),
             &[],
         )?
         .into_iter()

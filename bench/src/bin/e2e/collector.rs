@@ -132,7 +132,10 @@ impl Collector {
                 let config = dir.join("gatherer.toml");
                 std::fs::write(&config, gatherer_config(sim, db_url, dir, key)?)?;
                 let mut c = Command::new(bin);
-                c.arg("--config").arg(&config).env("RUST_LOG", "warn");
+                c.arg("--config")
+                    .arg(&config)
+                    .env("RUST_LOG", "warn")
+                    .env("E2E_GATHERER_ADMIN_TOKEN", "e2e-admin-token-not-secret");
                 c
             }
         };
@@ -184,6 +187,7 @@ enabled = false
 [http]
 metrics_addr = "127.0.0.1:{metrics}"
 health_addr = "127.0.0.1:{health}"
+admin_token_env = "E2E_GATHERER_ADMIN_TOKEN"
 
 [spool]
 dir = "{spool}"

@@ -58,14 +58,34 @@ pub(crate) struct Meter {
 
 impl Meter {
     /// Starts the probe (on `ws_url`, market `ticker`) and the poller (on `db_url`).
-    pub(crate) fn start(ws_url: &str, ticker: &str, db_url: &str) -> Result<Meter> {
+    pub(crate) fn start(
+        ws_url: &str,
+        ticker: &str,
+        db_url: &str,
+        key: Option<&crate::collector::Key>,
+    ) -> Result<Meter> {
+        let headers = match key {
+            None => Vec::new(),
+            Some(key) => {
+                let signer = kalshi_auth::SigningKey::from_pem_file(&key.private)?;
+                let now_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let path = ws_url
+                    .trim_start_matches("ws://")
+                    .find('/')
+                    .map_or("/", |i| &ws_url.trim_start_matches("ws://")[i..])
+                    .to_owned();
+                signer.headers(&key.id, now_ms, "GET", &path)?.to_vec()
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let first_ts = Arc::new(std::sync::Mutex::new(None));
         let probe = {
             let stop = Arc::clone(&stop);
             let url = ws_url.to_owned();
             let ticker = ticker.to_owned();
-            std::thread::spawn(move || probe(&url, &ticker, &stop))
+            std::thread::spawn(move || probe(&url, &ticker, &headers, &stop))
         };
         let poller = {
             let stop = Arc::clone(&stop);
@@ -141,7 +161,12 @@ impl Meter {
     }
 }
 
-fn probe(url: &str, ticker: &str, stop: &AtomicBool) -> Result<Option<i64>> {
+fn probe(
+    url: &str,
+    ticker: &str,
+    headers: &[(&'static str, String)],
+    stop: &AtomicBool,
+) -> Result<Option<i64>> {
     let addr = url
         .trim_start_matches("ws://")
         .split('/')
@@ -151,7 +176,11 @@ fn probe(url: &str, ticker: &str, stop: &AtomicBool) -> Result<Option<i64>> {
     let stream = TcpStream::connect(&addr).with_context(|| format!("probe: connecting {addr}"))?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let (mut ws, _) = tungstenite::client(url, stream).context("probe: handshake")?;
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(url)?;
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse()?);
+    }
+    let (mut ws, _) = tungstenite::client(request, stream).context("probe: handshake")?;
     let subscribe = serde_json::json!({"id": 1, "cmd": "subscribe", "params": {
         "channels": ["orderbook_delta"], "market_tickers": [ticker]}});
     ws.send(Message::Text(subscribe.to_string().into()))?;

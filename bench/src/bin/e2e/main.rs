@@ -472,6 +472,7 @@ fn trial(
                 &sim.ws_url,
                 &first_ticker(&sim.rest_url)?,
                 &db_url,
+                key.as_ref(),
             )?)
         } else {
             None
