@@ -93,13 +93,14 @@ fn per_market(db: &mut Client, table: &str) -> Result<HashMap<String, u64>> {
 }
 
 /// Expected per-market (deltas, trades, tickers) for a collector that subscribed each market
-/// at its own, unknown moment (several connections or commands: the generator starts with
-/// the first subscription, and events of a market not yet subscribed are never sent): the
-/// events of market `m` at or after the first stored delta or ticker of `m`, found by
-/// regenerating the load stream (`LoadGen` with the simulator's configuration) up to the
-/// summary's event count. Exact for every event after that first stored one; a lost first
-/// delta still fails the book check, so only a ticker lost before a market's first stored
-/// delta or ticker could go unseen.
+/// and channel at its own, unknown moment (several connections or commands: the generator
+/// starts with the first subscription, and events of a market or channel not yet subscribed
+/// are never sent): per market and channel, the events at or after the first one stored —
+/// deltas and tickers by their µs exchange time, trades by trade id (the first stored trade is
+/// the one with the lowest seq) — found by regenerating the load stream (`LoadGen` with the
+/// simulator's configuration) up to the summary's event count. Exact for every event after the
+/// first stored one of its channel; a lost first delta still fails the book check, so only a
+/// trade or ticker lost before the first stored one of its market could go unseen.
 pub(crate) fn expected_after_first(
     db: &mut Client,
     config: kalshi_sim_core::load::LoadConfig,
@@ -107,28 +108,56 @@ pub(crate) fn expected_after_first(
 ) -> Result<HashMap<String, [u64; 3]>> {
     let mut load = kalshi_sim_core::load::LoadGen::new(config)
         .map_err(|e| anyhow::anyhow!("regenerating the load: {e}"))?;
-    let mut first = vec![i64::MAX; load.market_count()];
-    for row in db.query(
-        "SELECT ticker, min(exchange_ts) FROM (SELECT ticker, exchange_ts FROM orderbook_deltas \
-         UNION ALL SELECT ticker, exchange_ts FROM tickers) x GROUP BY ticker",
-        &[],
-    )? {
-        let ticker: String = row.get(0);
-        if let Some(i) = load.market_index(&ticker) {
-            first[i] = row.get(1);
+    let markets = load.market_count();
+    // First stored delta and ticker time per market.
+    let mut first = vec![[i64::MAX; 3]; markets];
+    for (k, table) in [(0, "orderbook_deltas"), (2, "tickers")] {
+        for row in db.query(
+            &format!("SELECT ticker, min(exchange_ts) FROM {table} GROUP BY ticker"),
+            &[],
+        )? {
+            if let Some(i) = load.market_index(&row.get::<_, String>(0)) {
+                first[i][k] = row.get(1);
+            }
         }
     }
-    let mut counts = vec![[0_u64; 3]; load.market_count()];
+    // First stored trade per market, by trade id.
+    let mut first_trade: Vec<Option<String>> = vec![None; markets];
+    for row in db.query(
+        "SELECT DISTINCT ON (ticker) ticker, trade_id FROM trades WHERE source = 'ws' \
+         ORDER BY ticker, seq",
+        &[],
+    )? {
+        if let Some(i) = load.market_index(&row.get::<_, String>(0)) {
+            first_trade[i] = Some(row.get(1));
+        }
+    }
+    let mut trades_started = vec![false; markets];
+    let mut counts = vec![[0_u64; 3]; markets];
     for _ in 0..events {
         let e = load.next_event();
         let m = e.market as usize;
-        if e.exchange_ts >= first[m] {
-            let k = match e.kind {
-                kalshi_sim_core::load::LoadEventKind::Delta { .. } => 0,
-                kalshi_sim_core::load::LoadEventKind::Trade { .. } => 1,
-                kalshi_sim_core::load::LoadEventKind::Ticker(_) => 2,
-            };
-            counts[m][k] += 1;
+        match e.kind {
+            kalshi_sim_core::load::LoadEventKind::Delta { .. } => {
+                if e.exchange_ts >= first[m][0] {
+                    counts[m][0] += 1;
+                }
+            }
+            kalshi_sim_core::load::LoadEventKind::Ticker(_) => {
+                if e.exchange_ts >= first[m][2] {
+                    counts[m][2] += 1;
+                }
+            }
+            kalshi_sim_core::load::LoadEventKind::Trade { trade_no, .. } => {
+                if !trades_started[m]
+                    && first_trade[m].as_deref() == Some(load.trade_id(trade_no).as_str())
+                {
+                    trades_started[m] = true;
+                }
+                if trades_started[m] {
+                    counts[m][1] += 1;
+                }
+            }
         }
     }
     Ok(counts

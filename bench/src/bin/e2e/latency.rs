@@ -52,16 +52,20 @@ pub(crate) struct Percentiles {
 pub(crate) struct Meter {
     stop: Arc<AtomicBool>,
     probe: JoinHandle<Result<Option<i64>>>,
-    poller: JoinHandle<Result<Vec<(i64, i64)>>>,
+    poller: Option<JoinHandle<Result<Vec<(i64, i64)>>>>,
     first_ts: Arc<std::sync::Mutex<Option<i64>>>,
+    /// The probe connection's local address (the simulator's `peer=` for control requests).
+    pub(crate) peer: std::net::SocketAddr,
 }
 
 impl Meter {
-    /// Starts the probe (on `ws_url`, market `ticker`) and the poller (on `db_url`).
+    /// Starts the probe (on `ws_url`, subscribed to the deltas of `tickers`) and, with
+    /// `db_url`, the durability poller. The probe is also the run's brake: see
+    /// `Sim::end_generation`.
     pub(crate) fn start(
         ws_url: &str,
-        ticker: &str,
-        db_url: &str,
+        tickers: &[String],
+        db_url: Option<&str>,
         key: Option<&crate::collector::Key>,
     ) -> Result<Meter> {
         let headers = match key {
@@ -81,23 +85,36 @@ impl Meter {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let first_ts = Arc::new(std::sync::Mutex::new(None));
+        let addr = ws_url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let stream =
+            TcpStream::connect(&addr).with_context(|| format!("probe: connecting {addr}"))?;
+        let peer = stream.local_addr()?;
         let probe = {
             let stop = Arc::clone(&stop);
             let url = ws_url.to_owned();
-            let ticker = ticker.to_owned();
-            std::thread::spawn(move || probe(&url, &ticker, &headers, &stop))
+            let tickers = tickers.to_vec();
+            std::thread::spawn(move || probe(stream, &url, &tickers, &headers, &stop))
         };
-        let poller = {
-            let stop = Arc::clone(&stop);
-            let first = Arc::clone(&first_ts);
-            let mut db = postgres::Client::connect(db_url, postgres::NoTls)?;
-            std::thread::spawn(move || poll(&mut db, &stop, &first))
+        let poller = match db_url {
+            Some(db_url) => {
+                let stop = Arc::clone(&stop);
+                let first = Arc::clone(&first_ts);
+                let mut db = postgres::Client::connect(db_url, postgres::NoTls)?;
+                Some(std::thread::spawn(move || poll(&mut db, &stop, &first)))
+            }
+            None => None,
         };
         Ok(Meter {
             stop,
             probe,
             poller,
             first_ts,
+            peer,
         })
     }
 
@@ -115,8 +132,10 @@ impl Meter {
             .probe
             .join()
             .map_err(|_| anyhow::anyhow!("latency probe panicked"))??;
-        let samples = self
-            .poller
+        let Some(poller) = self.poller else {
+            return Ok((Percentiles::default(), "none"));
+        };
+        let samples = poller
             .join()
             .map_err(|_| anyhow::anyhow!("latency poller panicked"))??;
         let (offset, source) = match (offset, fallback_offset) {
@@ -162,18 +181,12 @@ impl Meter {
 }
 
 fn probe(
+    stream: TcpStream,
     url: &str,
-    ticker: &str,
+    tickers: &[String],
     headers: &[(&'static str, String)],
     stop: &AtomicBool,
 ) -> Result<Option<i64>> {
-    let addr = url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let stream = TcpStream::connect(&addr).with_context(|| format!("probe: connecting {addr}"))?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut request = tungstenite::client::IntoClientRequest::into_client_request(url)?;
@@ -182,7 +195,7 @@ fn probe(
     }
     let (mut ws, _) = tungstenite::client(request, stream).context("probe: handshake")?;
     let subscribe = serde_json::json!({"id": 1, "cmd": "subscribe", "params": {
-        "channels": ["orderbook_delta"], "market_tickers": [ticker]}});
+        "channels": ["orderbook_delta"], "market_tickers": tickers}});
     ws.send(Message::Text(subscribe.to_string().into()))?;
     let mut best: Option<i64> = None;
     while !stop.load(Ordering::SeqCst) {

@@ -28,7 +28,7 @@ use kalshi_storage::{MigrateOptions, migrate};
 
 use crate::collector::{Collector, Kind};
 use crate::latency::Percentiles;
-use crate::sim::{Sim, Summary};
+use crate::sim::Sim;
 
 /// Deltas' share of load-mode events (85 % deltas + 5 % trade fills).
 const DELTA_SHARE: f64 = 0.90;
@@ -131,7 +131,12 @@ pub(crate) struct CollectorResult {
     pub(crate) latency: Vec<Trial>,
     /// RSS runs by market count.
     pub(crate) memory: Vec<Trial>,
+    /// Latency at the reference rate (50,000 msgs/s), when sustained.
+    pub(crate) at_reference: Option<Trial>,
 }
+
+/// The reference rate for the tick-to-durable target (p99 ≤ 25 ms at 50k msgs/s).
+pub(crate) const REFERENCE_RATE: u64 = 50_000;
 
 /// The ceilings.
 #[derive(Debug, Clone, Default)]
@@ -412,6 +417,16 @@ fn measure_into(ctx: &mut Ctx, c: &Collector, plan: &Plan, r: &mut CollectorResu
         r.latency
             .push(trial(ctx, c, rate, plan.markets, plan.latency_secs, true)?);
     }
+    if s >= REFERENCE_RATE {
+        r.at_reference = Some(trial(
+            ctx,
+            c,
+            REFERENCE_RATE,
+            plan.markets,
+            plan.latency_secs,
+            true,
+        )?);
+    }
     for &markets in &plan.memory_markets {
         r.memory.push(trial(
             ctx,
@@ -425,16 +440,35 @@ fn measure_into(ctx: &mut Ctx, c: &Collector, plan: &Plan, r: &mut CollectorResu
     Ok(())
 }
 
-fn first_ticker(rest_url: &str) -> Result<String> {
-    let body = ureq::get(&format!("{rest_url}/markets?limit=1"))
+/// The first `n` market tickers of the REST listing.
+fn markets_head(rest_url: &str, n: usize) -> Result<Vec<String>> {
+    let mut tickers = Vec::with_capacity(n);
+    let mut cursor = String::new();
+    while tickers.len() < n {
+        let body = ureq::get(&format!(
+            "{rest_url}/markets?limit={}&cursor={cursor}",
+            (n - tickers.len()).min(1000)
+        ))
         .call()?
         .body_mut()
+        .with_config()
+        .limit(1 << 30)
         .read_to_string()?;
-    let v: serde_json::Value = serde_json::from_str(&body)?;
-    v["markets"][0]["ticker"]
-        .as_str()
-        .map(str::to_owned)
-        .context("REST listing returned no market")
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        for m in v["markets"].as_array().into_iter().flatten() {
+            if let Some(t) = m["ticker"].as_str() {
+                tickers.push(t.to_owned());
+            }
+        }
+        cursor = v["cursor"].as_str().unwrap_or_default().to_owned();
+        if cursor.is_empty() {
+            break;
+        }
+    }
+    if tickers.is_empty() {
+        bail!("REST listing returned no market");
+    }
+    Ok(tickers)
 }
 
 /// One run: fresh tables, a fresh simulator, the collector, `secs` seconds of load after the
@@ -467,20 +501,19 @@ fn trial(
         let cpu0 = collector::cpu_ticks(pid).context("collector exited early")?;
         let pg_pid = ctx.pg.pid().unwrap_or(0);
         let db0 = collector::tree_cpu_ticks(pg_pid);
-        let meter = if measure_latency {
-            Some(latency::Meter::start(
-                &sim.ws_url,
-                &first_ticker(&sim.rest_url)?,
-                &db_url,
-                key.as_ref(),
-            )?)
-        } else {
-            None
-        };
+        // The probe: latency offset, and the brake that ends generation (see
+        // Sim::end_generation). Enough markets that its queue fills in about a second.
+        let probe_markets = ((markets as u64 * 300).div_ceil(rate.max(1)) as usize)
+            .clamp(1, markets.min(check::SUBSCRIBE_CHUNK));
+        let meter = latency::Meter::start(
+            &sim.ws_url,
+            &markets_head(&sim.rest_url, probe_markets)?,
+            measure_latency.then_some(db_url.as_str()),
+            key.as_ref(),
+        )?;
         sleep_checked(Duration::from_secs(secs))?;
-        let gen_secs = t_sub.elapsed().as_secs_f64();
-        let summary: Summary = sim.end_generation()?;
-        let t_end = Instant::now();
+        let (summary, t_end) = sim.end_generation(meter.peer)?;
+        let gen_secs = t_end.duration_since(t_sub).as_secs_f64();
         let (drained, at) = if c.subscribes_before_first_event(markets) {
             check::wait_drained(&mut ctx.db, &summary, Duration::from_secs(15))?
         } else {
@@ -501,19 +534,20 @@ fn trial(
             );
         }
         let (rss, hwm) = collector::memory_kib(pid).unwrap_or((0, 0));
-        let (lat, source) = match meter {
-            Some(m) => {
-                let fallback: Option<i64> = ctx
-                    .db
-                    .query_one(
-                        "SELECT min(received_ts - exchange_ts) FROM orderbook_deltas",
-                        &[],
-                    )?
-                    .get(0);
-                let (p, s) = m.finish(rate, DELTA_SHARE, fallback)?;
+        let (lat, source) = {
+            let fallback: Option<i64> = ctx
+                .db
+                .query_one(
+                    "SELECT min(received_ts - exchange_ts) FROM orderbook_deltas",
+                    &[],
+                )?
+                .get(0);
+            let (p, s) = meter.finish(rate, DELTA_SHARE, fallback)?;
+            if measure_latency {
                 (Some(p), s)
+            } else {
+                (None, "")
             }
-            None => (None, ""),
         };
         let exact = c.subscribes_before_first_event(markets);
         let expected = if exact {
@@ -595,7 +629,6 @@ fn ceilings_sim(ctx: &Ctx, release: &Path, c: &mut Ceilings) {
             .context(
                 "running examples/load_client (cargo build --release -p kalshi-sim --examples)",
             )?;
-        let _ = sim.end_generation();
         let _ = sim.stop();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         c.sim_note = text.trim().to_owned();

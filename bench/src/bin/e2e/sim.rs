@@ -206,27 +206,46 @@ impl Sim {
         }
     }
 
-    /// Ends generation without losing what is queued: `POST /pause` stops the generator at
-    /// once and queues a close frame behind every connection's pending frames (the process
-    /// keeps running, so the connections flush at the client's pace), then `POST /dump-books`
-    /// returns the generator's summary, final now. (Stopping the process instead would cut off
-    /// whatever a slow client had not read yet: the simulator exits 100 ms after its
-    /// generator stops.)
-    pub(crate) fn end_generation(&self) -> Result<Summary> {
-        for path in ["pause", "dump-books"] {
-            let mut response = ureq::post(&format!("http://{}/{path}", self.control))
-                .send_empty()
-                .with_context(|| format!("POST /{path}"))?;
-            if path == "dump-books" {
-                let body = response
-                    .body_mut()
-                    .with_config()
-                    .limit(1 << 30)
-                    .read_to_string()?;
-                return Summary::parse(&body);
+    /// Ends generation without closing anything: the probe connection (`brake`, see
+    /// `latency::Meter`) is stalled for good (`POST /stall`), so its queue fills and the
+    /// simulator's backpressure stops the generator within about 128 of its turns, while the
+    /// collector's connections stay open and drain at the collector's pace. Once the event
+    /// count has not moved for 300 ms, `POST /dump-books` returns the generator's summary.
+    /// Returns the summary and when generation was first seen stopped. (Closing the
+    /// connections instead — `POST /pause`, or stopping the process — would cut off whatever a
+    /// backed-up client had not read within the simulator's 2 s close deadline.)
+    pub(crate) fn end_generation(&self, brake: std::net::SocketAddr) -> Result<(Summary, Instant)> {
+        ureq::post(&format!(
+            "http://{}/stall?peer={brake}&ms=86400000",
+            self.control
+        ))
+        .send_empty()
+        .context("POST /stall")?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut last = (u64::MAX, Instant::now());
+        loop {
+            if let Ok(stats) = self.stats() {
+                let events = stats["load"]["events"].as_u64().unwrap_or(0);
+                if events != last.0 {
+                    last = (events, Instant::now());
+                } else if last.1.elapsed() >= Duration::from_millis(300) {
+                    break;
+                }
             }
+            if Instant::now() > deadline {
+                bail!("the generator did not stop within 120 s of stalling the brake");
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        bail!("unreachable: no summary")
+        let mut response = ureq::post(&format!("http://{}/dump-books", self.control))
+            .send_empty()
+            .context("POST /dump-books")?;
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_string()?;
+        Ok((Summary::parse(&body)?, last.1))
     }
 
     /// Stops the process (SIGINT), waiting up to 30 s.
