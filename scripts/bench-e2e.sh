@@ -12,8 +12,7 @@ set -eu
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
-cargo build --release -p kalshi-sim --bins --examples
-cargo build --release -p kalshi-bench --bin e2e
+cargo build --release -p kalshi-sim -p kalshi-bench --bins --examples
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/rust-typical" \
     cargo build --release --manifest-path bench/baselines/rust-typical/Cargo.toml
 if ! cargo build --release -p kalshi-gatherer 2>/dev/null; then

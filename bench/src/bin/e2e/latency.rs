@@ -39,7 +39,7 @@ fn wall_us() -> i64 {
 }
 
 /// Percentiles of one run, in µs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Percentiles {
     pub(crate) p50: u64,
     pub(crate) p99: u64,

@@ -30,6 +30,21 @@ use crate::collector::{Collector, Kind};
 use crate::latency::Percentiles;
 use crate::sim::Sim;
 
+/// `drain_secs` of a run whose rows never all arrived.
+pub(crate) const NEVER: f64 = 1e9;
+
+/// Everything a report is rendered from (written beside the report as JSON, so that it can
+/// be rendered again with `--render`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Run {
+    pub(crate) plan: Plan,
+    pub(crate) results: Vec<CollectorResult>,
+    pub(crate) ceilings: Ceilings,
+    pub(crate) took_secs: f64,
+    pub(crate) date: String,
+    pub(crate) machine: String,
+}
+
 /// Deltas' share of load-mode events (85 % deltas + 5 % trade fills).
 const DELTA_SHARE: f64 = 0.90;
 
@@ -44,6 +59,9 @@ struct Args {
     /// (for CI): fails on any loss.
     #[arg(long)]
     smoke: bool,
+    /// Render the report from a previous run's JSON (written beside its report) and exit.
+    #[arg(long, value_name = "JSON")]
+    render: Option<PathBuf>,
     /// Target msgs/s of the --smoke run.
     #[arg(long, default_value_t = 2_000)]
     smoke_rate: u64,
@@ -74,7 +92,7 @@ struct Args {
 }
 
 /// One measured run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Trial {
     /// Target events per second.
     pub(crate) rate: u64,
@@ -96,7 +114,7 @@ pub(crate) struct Trial {
     pub(crate) rss_kib: u64,
     pub(crate) hwm_kib: u64,
     pub(crate) latency: Option<Percentiles>,
-    pub(crate) latency_source: &'static str,
+    pub(crate) latency_source: String,
     /// Whether per-market counts were checked exactly (see `check::verify`).
     pub(crate) exact_counts: bool,
 }
@@ -118,9 +136,9 @@ impl Trial {
 }
 
 /// Everything measured for one collector.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct CollectorResult {
-    pub(crate) name: &'static str,
+    pub(crate) name: String,
     /// Why it was not measured.
     pub(crate) skipped: Option<String>,
     /// Every throughput trial, in order.
@@ -139,7 +157,7 @@ pub(crate) struct CollectorResult {
 pub(crate) const REFERENCE_RATE: u64 = 50_000;
 
 /// The ceilings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Ceilings {
     /// load_client frames/s, unpaced.
     pub(crate) sim_frames_per_sec: Option<f64>,
@@ -151,9 +169,9 @@ pub(crate) struct Ceilings {
 }
 
 /// Run settings by mode.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Plan {
-    pub(crate) mode: &'static str,
+    pub(crate) mode: String,
     pub(crate) search_secs: u64,
     pub(crate) confirm_secs: u64,
     pub(crate) latency_secs: u64,
@@ -198,9 +216,22 @@ fn main() -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, std::sync::Arc::clone(&STOP))?;
     }
+    if let Some(json) = &args.render {
+        let run: Run = serde_json::from_str(
+            &std::fs::read_to_string(json)
+                .with_context(|| format!("reading {}", json.display()))?,
+        )?;
+        let text = report::render(&run);
+        println!("{text}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(());
+    }
+    let machine_at_start = report::machine();
     let plan = if args.smoke {
         Plan {
-            mode: "smoke",
+            mode: "smoke".into(),
             search_secs: 0,
             confirm_secs: args.window.unwrap_or(4),
             latency_secs: 0,
@@ -212,7 +243,7 @@ fn main() -> Result<()> {
         }
     } else if args.quick {
         Plan {
-            mode: "quick",
+            mode: "quick".into(),
             search_secs: 4,
             confirm_secs: args.window.unwrap_or(15),
             latency_secs: 6,
@@ -224,7 +255,7 @@ fn main() -> Result<()> {
         }
     } else {
         Plan {
-            mode: "full",
+            mode: "full".into(),
             search_secs: 8,
             confirm_secs: args.window.unwrap_or(60),
             latency_secs: 12,
@@ -326,14 +357,29 @@ fn main() -> Result<()> {
         }
     }
 
-    let text = report::render(&plan, &results, &ceilings, started.elapsed());
+    let run = Run {
+        plan: plan.clone(),
+        results,
+        ceilings,
+        took_secs: started.elapsed().as_secs_f64(),
+        date: report::sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        machine: format!("{machine_at_start}; at the end: {}", report::load_average()),
+    };
+    let text = report::render(&run);
     println!("{text}");
     if let Some(out) = &args.out {
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir)?;
         }
         std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
-        eprintln!("e2e: report written to {}", out.display());
+        let json = out.with_extension("json");
+        std::fs::write(&json, serde_json::to_string_pretty(&run)?)
+            .with_context(|| format!("writing {}", json.display()))?;
+        eprintln!(
+            "e2e: report written to {} (data: {})",
+            out.display(),
+            json.display()
+        );
     }
     if !failed_smoke.is_empty() {
         bail!("smoke run failed: {}", failed_smoke.join(" | "));
@@ -344,7 +390,7 @@ fn main() -> Result<()> {
 /// Everything for one collector; errors become `skipped`.
 fn measure(ctx: &mut Ctx, c: &Collector, plan: &Plan) -> CollectorResult {
     let mut r = CollectorResult {
-        name: c.name,
+        name: c.name.to_owned(),
         ..CollectorResult::default()
     };
     if let Err(e) = measure_into(ctx, c, plan, &mut r) {
@@ -524,7 +570,7 @@ fn trial(
         let drain_secs = if drained {
             at.duration_since(t_end).as_secs_f64()
         } else {
-            f64::INFINITY
+            NEVER
         };
         let cpu1 = collector::cpu_ticks(pid).unwrap_or(cpu0);
         let db1 = collector::tree_cpu_ticks(pg_pid);
@@ -578,7 +624,7 @@ fn trial(
             rss_kib: rss,
             hwm_kib: hwm,
             latency: lat,
-            latency_source: source,
+            latency_source: source.to_owned(),
             exact_counts: exact,
         })
     })();
@@ -656,7 +702,7 @@ fn ceilings_copy(
     // The rows: a fresh 15 s run of the fastest measured collector at its sustained rate.
     let Some((name, rate)) = results
         .iter()
-        .filter_map(|r| Some((r.name, r.sustained.as_ref()?.rate)))
+        .filter_map(|r| Some((r.name.as_str(), r.sustained.as_ref()?.rate)))
         .max_by_key(|(_, rate)| *rate)
     else {
         bail!("no collector was measured");

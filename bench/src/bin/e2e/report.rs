@@ -4,9 +4,10 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{Ceilings, CollectorResult, Plan, REFERENCE_RATE, Trial};
+use crate::{CollectorResult, NEVER, REFERENCE_RATE, Run, Trial};
 
-fn sh(cmd: &str, args: &[&str]) -> String {
+/// A command's trimmed stdout ("" if it fails).
+pub(crate) fn sh(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd)
         .args(args)
         .output()
@@ -14,19 +15,25 @@ fn sh(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-fn machine() -> String {
+/// The load average (1, 5, 15 min).
+pub(crate) fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!("load average {}", load.join(" "))
+}
+
+/// CPU model, CPU count, PostgreSQL version and the load average now.
+pub(crate) fn machine() -> String {
     let model = sh("lscpu", &[])
         .lines()
         .find(|l| l.starts_with("Model name:"))
         .map(|l| l.trim_start_matches("Model name:").trim().to_owned())
         .unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     format!(
-        "{model}, {} logical CPUs; load average at the end {}; {}",
+        "{model}, {} logical CPUs, {}; at the start: {}",
         sh("nproc", &[]),
-        load.join(" "),
-        sh("psql", &["--version"])
+        sh("psql", &["--version"]),
+        load_average()
     )
 }
 
@@ -76,25 +83,26 @@ struct Metric<'a> {
 fn cell(r: &CollectorResult, v: Option<f64>, decimals: usize) -> String {
     match (&r.skipped, v) {
         (_, Some(v)) => num(Some(v), decimals),
-        (Some(_), None) => "pending".into(),
+        (Some(why), None) if why.contains("pending") => "pending".into(),
+        (Some(_), None) => "not held (see runs)".into(),
         (None, None) => "–".into(),
     }
 }
 
 /// Renders the whole report.
-pub(crate) fn render(
-    plan: &Plan,
-    results: &[CollectorResult],
-    ceilings: &Ceilings,
-    took: Duration,
-) -> String {
+pub(crate) fn render(run: &Run) -> String {
+    let (plan, results, ceilings) = (&run.plan, &run.results[..], &run.ceilings);
+    let took = Duration::from_secs_f64(run.took_secs);
     let mut o = String::new();
-    let date = sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let _ = writeln!(o, "# End-to-end benchmark ({} mode), {date}\n", plan.mode);
+    let _ = writeln!(
+        o,
+        "# End-to-end benchmark ({} mode), {}\n",
+        plan.mode, run.date
+    );
     let _ = writeln!(
         o,
         "Machine: {}. Run took {:.1} min. Chain: `kalshi-sim` (load mode, {} markets, 85 % deltas / 5 % trades / 10 % tickers, auth off) → collector → throwaway PostgreSQL (gatherer schema, native partitions, `fsync=off`, `synchronous_commit=on`, `shared_buffers=256MB`), all on this machine.\n",
-        machine(),
+        run.machine,
         took.as_secs_f64() / 60.0,
         plan.markets
     );
@@ -207,7 +215,7 @@ pub(crate) fn render(
                     "rust-typical" => 1,
                     _ => 0,
                 };
-                if order(a.name) > order(b.name) {
+                if order(&a.name) > order(&b.name) {
                     p.push((i, j));
                 }
             }
@@ -359,7 +367,7 @@ pub(crate) fn render(
                 (None, false) => "yes (books; counts ≤)".to_owned(),
                 (Some(l), _) => format!("**no**: {}", l.chars().take(160).collect::<String>()),
             },
-            if t.drain_secs.is_finite() {
+            if t.drain_secs < NEVER {
                 format!("{:.2}", t.drain_secs)
             } else {
                 "never".into()
@@ -382,19 +390,19 @@ pub(crate) fn render(
             );
         }
         for t in &r.ladder {
-            row(&mut o, r.name, "search", t);
+            row(&mut o, &r.name, "search", t);
         }
         if let Some(t) = &r.sustained {
-            row(&mut o, r.name, "sustained", t);
+            row(&mut o, &r.name, "sustained", t);
         }
         for t in &r.latency {
-            row(&mut o, r.name, "latency", t);
+            row(&mut o, &r.name, "latency", t);
         }
         if let Some(t) = &r.at_reference {
-            row(&mut o, r.name, "latency @50k", t);
+            row(&mut o, &r.name, "latency @50k", t);
         }
         for t in &r.memory {
-            row(&mut o, r.name, "memory", t);
+            row(&mut o, &r.name, "memory", t);
         }
     }
     let _ = writeln!(o);
