@@ -437,7 +437,9 @@ impl Writer {
             self.client.execute(&st, &p).await?;
         }
         for chunk in trades.chunks(CHUNK_ROWS) {
-            let st = self.statement("trades", TRADE_COLS, 15, chunk.len()).await?;
+            let st = self
+                .statement("trades", TRADE_COLS, 15, chunk.len())
+                .await?;
             let mut p: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 15);
             for r in chunk {
                 p.extend_from_slice(&[
@@ -497,8 +499,7 @@ impl Writer {
             self.client.execute(&st, &p).await?;
         }
         self.client.batch_execute("COMMIT").await?;
-        self.rows_written +=
-            (deltas.len() + trades.len() + tickers.len() + snapshots.len()) as u64;
+        self.rows_written += (deltas.len() + trades.len() + tickers.len() + snapshots.len()) as u64;
         Ok(())
     }
 
