@@ -580,6 +580,18 @@ fn trial(
             );
         }
         let (rss, hwm) = collector::memory_kib(pid).unwrap_or((0, 0));
+        let exact = c.subscribes_before_first_event(markets);
+        let expected = if exact {
+            None
+        } else {
+            Some(check::expected_after_first(
+                &mut ctx.db,
+                sim.load.clone(),
+                summary.events,
+            )?)
+        };
+        let loss = check::verify(&mut ctx.db, &summary, expected.as_ref())?;
+        // Only now may the brake (the probe) let go: generation resumes once it is gone.
         let (lat, source) = {
             let fallback: Option<i64> = ctx
                 .db
@@ -595,17 +607,6 @@ fn trial(
                 (None, "")
             }
         };
-        let exact = c.subscribes_before_first_event(markets);
-        let expected = if exact {
-            None
-        } else {
-            Some(check::expected_after_first(
-                &mut ctx.db,
-                sim.load.clone(),
-                summary.events,
-            )?)
-        };
-        let loss = check::verify(&mut ctx.db, &summary, expected.as_ref())?;
         let messages = summary.events + markets as u64;
         let cpu_us = (cpu1 - cpu0) as f64 * 1e6 / ctx.clk_tck as f64;
         let busy_secs = gen_secs + if drained { drain_secs } else { 0.0 };
