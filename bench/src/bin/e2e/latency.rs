@@ -29,6 +29,9 @@ use hdrhistogram::Histogram;
 use serde_json::Value;
 use tungstenite::Message;
 
+/// (poll wall time µs, newest committed `exchange_ts`) pairs.
+type Samples = Vec<(i64, i64)>;
+
 /// Poll interval of the durability poller.
 pub(crate) const POLL: Duration = Duration::from_millis(10);
 
@@ -52,7 +55,7 @@ pub(crate) struct Percentiles {
 pub(crate) struct Meter {
     stop: Arc<AtomicBool>,
     probe: JoinHandle<Result<Option<i64>>>,
-    poller: Option<JoinHandle<Result<Vec<(i64, i64)>>>>,
+    poller: Option<JoinHandle<Result<Samples>>>,
     first_ts: Arc<std::sync::Mutex<Option<i64>>>,
     /// The probe connection's local address (the simulator's `peer=` for control requests).
     pub(crate) peer: std::net::SocketAddr,
@@ -225,7 +228,7 @@ fn poll(
     db: &mut postgres::Client,
     stop: &AtomicBool,
     first: &std::sync::Mutex<Option<i64>>,
-) -> Result<Vec<(i64, i64)>> {
+) -> Result<Samples> {
     let mut samples = Vec::with_capacity(16_384);
     // Today's partition (where the rows land) once the first row is visible.
     let partition = loop {

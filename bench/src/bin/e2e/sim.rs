@@ -283,3 +283,52 @@ pub(crate) fn signal(pid: u32, name: &str) {
         .stderr(Stdio::null())
         .status();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The summary of a real generator, through the simulator's own writer: counts, books, and
+    // the pending-trade flag exactly when a trade's print has not been emitted yet.
+    #[test]
+    fn parses_the_generators_summary() {
+        let config = kalshi_sim_core::load::LoadConfig {
+            markets: 3,
+            ..kalshi_sim_core::load::LoadConfig::default()
+        };
+        let mut load = kalshi_sim_core::load::LoadGen::new(config).unwrap();
+        let mut saw_pending = false;
+        for _ in 0..2_000 {
+            let event = load.next_event();
+            let mut text = Vec::new();
+            load.write_summary(&mut text);
+            let summary = Summary::parse(std::str::from_utf8(&text).unwrap()).unwrap();
+            let truth = load.summary();
+            assert_eq!(summary.events, truth.events);
+            assert_eq!(summary.deltas, truth.deltas);
+            assert_eq!(summary.markets.len(), 3);
+            // The fill delta of a trade is emitted first; its print is still pending.
+            let is_fill = matches!(
+                event.kind,
+                kalshi_sim_core::load::LoadEventKind::Delta { delta_e2, .. } if delta_e2 < 0
+            );
+            if summary.pending_trade {
+                assert!(is_fill, "pending trade after a non-fill event {event:?}");
+                saw_pending = true;
+            }
+            let m = &truth.markets[0];
+            let parsed = &summary.markets[&m.ticker];
+            assert_eq!(parsed.deltas, m.market_seq);
+            assert_eq!(parsed.trades, m.trades);
+            let yes: Vec<(i64, i64)> = m.yes.iter().map(|l| (l.price_e6, l.count_e2)).collect();
+            assert_eq!(parsed.yes, yes);
+        }
+        assert!(saw_pending);
+    }
+
+    #[test]
+    fn rejects_a_truncated_summary() {
+        assert!(Summary::parse("").is_err());
+        assert!(Summary::parse("{\"events\":1}\n").is_err());
+    }
+}
