@@ -60,8 +60,8 @@
 //! retry_delay_max_ms = 5000      # backoff cap; default 5000
 //!
 //! [http]
-//! metrics_listen = "0.0.0.0:9090"   # GET /metrics; default 0.0.0.0:9090
-//! health_listen = "0.0.0.0:8080"    # GET /health, POST /admin/recheck; default 0.0.0.0:8080
+//! metrics_listen = "127.0.0.1:9090" # GET /metrics; default 127.0.0.1:9090 (loopback)
+//! health_listen = "127.0.0.1:8080"  # GET /health, POST /admin/recheck; default 127.0.0.1:8080
 //! health_lag_max_secs = 30          # /health is 503 when the sync lag exceeds this; default 30
 //! # admin_token_file = "/run/credentials/kalshi-deduplicator/admin-token"  # mode 0600; when
 //! #   set, /admin/* requires "Authorization: Bearer <token>"; otherwise only loopback peers
@@ -318,8 +318,8 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
-            metrics_listen: "0.0.0.0:9090".to_owned(),
-            health_listen: "0.0.0.0:8080".to_owned(),
+            metrics_listen: "127.0.0.1:9090".to_owned(),
+            health_listen: "127.0.0.1:8080".to_owned(),
             health_lag_max: Duration::from_secs(30),
             admin_token: None,
         }
@@ -791,8 +791,8 @@ mod tests {
         assert_eq!(c.sync.lifecycle_tolerance, Duration::from_millis(3000));
         assert_eq!(c.sync.late_scan_interval, Duration::from_millis(1000));
         assert_eq!(c.sync.late_scan_step, Duration::from_secs(300));
-        assert_eq!(c.http.metrics_listen, "0.0.0.0:9090");
-        assert_eq!(c.http.health_listen, "0.0.0.0:8080");
+        assert_eq!(c.http.metrics_listen, "127.0.0.1:9090");
+        assert_eq!(c.http.health_listen, "127.0.0.1:8080");
         assert!(!format!("{:?}", c.production).contains("5432/kalshi?"));
     }
 
