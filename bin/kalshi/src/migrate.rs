@@ -4,10 +4,9 @@
 //! put it there, else from `--db-password-file` (a file that must not be readable by group or
 //! others) or the `KALSHI_DB_PASSWORD` environment variable. It is never printed.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use kalshi_storage::{MigrateOptions, Role, TimescaleMode};
 
 /// Arguments of `kalshi migrate`.
@@ -52,16 +51,9 @@ enum TimescaleArg {
 
 fn password(args: &MigrateArgs) -> Result<Option<String>> {
     if let Some(path) = &args.db_password_file {
-        let metadata = std::fs::metadata(path)
-            .with_context(|| format!("reading password file {}", path.display()))?;
-        if metadata.permissions().mode() & 0o077 != 0 {
-            bail!(
-                "password file {} is readable by group or others (mode {:o}); chmod 600 it",
-                path.display(),
-                metadata.permissions().mode() & 0o777
-            );
-        }
-        let text = std::fs::read_to_string(path)
+        // The shared secret-file reader: refuses group/other-readable files, FIFOs and oversized
+        // files, and wipes its copy of the text when dropped.
+        let text = kalshi_auth::read_secret_file(path)
             .with_context(|| format!("reading password file {}", path.display()))?;
         return Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()));
     }

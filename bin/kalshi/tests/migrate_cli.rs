@@ -73,7 +73,10 @@ fn migrate_errors_name_the_problem() {
         file.to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&open.stderr);
-    assert!(stderr.contains("readable by group or others"), "{stderr}");
+    assert!(
+        stderr.contains("must not be readable or writable by group or others"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("secret-value"));
     std::fs::remove_dir_all(&dir).unwrap();
 
