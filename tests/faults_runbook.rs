@@ -3,8 +3,14 @@
 //! fault from RUNBOOK.md, checks with promtool that the runbook's alert fires over the metrics
 //! recorded meanwhile (see `faults/promtool.rs` for the time dilation), lifts the fault, runs
 //! the runbook's verification (the metrics it names recover) and prints the measured recovery
-//! time. The run ends with the truth check: production holds every trade of the exchange's
-//! truth log exactly once and its books equal the exchange's final books.
+//! time. Scenarios, in order: (a) one gatherer killed, (b) a local database stopped, (c)
+//! production unreachable >= 30 s, (d) the exchange paused, (g1) a gatherer unreachable to the
+//! deduplicator, (g2) production slow behind a held lock, (e) frames skipped on all gatherers
+//! at once, (f) all gatherers killed (see tests/README.md). The run ends with the truth check
+//! (`BookRule::LatestSnapshot`), on production and on each gatherer's database: every trade of
+//! the exchange's truth log exactly once, no extra delta, every lost delta healed by a later
+//! snapshot, each market's latest snapshot plus the later deltas equal to the exchange's final
+//! book; and every outage window in production's gap ledger for every gatherer.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
