@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use kalshi_cli::platform::{Options, Platform};
+use kalshi_cli::platform::{BookRule, Options, Platform};
 
 fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -102,7 +102,8 @@ fn production_is_exact_through_combined_faults() {
     std::thread::sleep(Duration::from_secs(3));
 
     let reports = p
-        .halt_and_verify(from_ts, Duration::from_secs(240))
+        // No WebSocket outage in this run: every delta must be there (the exact rule).
+        .halt_and_verify_with(from_ts, Duration::from_secs(240), BookRule::Exact)
         .unwrap();
     for (g, r) in reports.gatherers.iter().enumerate() {
         eprintln!("dedup e2e: gatherer-{} database: {r}", g + 1);

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use kalshi_pg_harness::{PgCluster, PgOptions};
-use kalshi_verify::{Report, TradeRule, Truth, Window};
+use kalshi_verify::{Captures, Report, TradeRule, Truth, Window};
+
+/// How [`Platform::halt_and_verify_with`] checks the books (re-exported from kalshi-verify).
+pub use kalshi_verify::BookRule;
 
 /// Number of gatherers the platform runs.
 pub const GATHERERS: usize = 3;
@@ -704,12 +707,30 @@ impl Platform {
     /// Ends the run: halts the exchange, writes its final books, waits for the gatherers to
     /// drain and for production to pass the truth check over `[from_ts, halt]` (up to
     /// `settle_timeout`), stops every service with SIGTERM (up to 60 s each) and the
-    /// simulator, then checks each gatherer database.
+    /// simulator, then checks each gatherer database. Books are checked with
+    /// [`BookRule::LatestSnapshot`] (see [`Platform::halt_and_verify_with`]).
     ///
     /// # Errors
     /// When the simulator refuses, the truth log cannot be loaded or a database query fails.
     /// A failed check is not an error: see [`Reports`].
     pub fn halt_and_verify(&mut self, from_ts: i64, settle_timeout: Duration) -> Result<Reports> {
+        self.halt_and_verify_with(from_ts, settle_timeout, BookRule::LatestSnapshot)
+    }
+
+    /// [`Platform::halt_and_verify`] with a chosen book rule: [`BookRule::LatestSnapshot`] (the
+    /// default: each market's latest stored WebSocket snapshot plus the later deltas, placed
+    /// through the gatherers' own capture streams; deltas lost in a WebSocket outage must be
+    /// healed by a resync) or [`BookRule::Exact`] (every delta of the window stored; only
+    /// for runs without WebSocket outages).
+    ///
+    /// # Errors
+    /// As [`Platform::halt_and_verify`].
+    pub fn halt_and_verify_with(
+        &mut self,
+        from_ts: i64,
+        settle_timeout: Duration,
+        books: BookRule,
+    ) -> Result<Reports> {
         let halted = self.control("/halt")?;
         let end_ts = halted["exchange_time_us"]
             .as_i64()
@@ -731,9 +752,15 @@ impl Platform {
         let mut production = kalshi_storage::connect(&self.production.url("kalshi"))
             .context("connecting to production")?;
         let report = loop {
-            let report =
-                kalshi_verify::check(&mut production, &truth, window, TradeRule::ExactlyOnce)
-                    .context("checking production")?;
+            let report = self
+                .check_database(
+                    &mut production,
+                    &truth,
+                    window,
+                    TradeRule::ExactlyOnce,
+                    books,
+                )
+                .context("checking production")?;
             if report.passed() || Instant::now() >= deadline {
                 break report;
             }
@@ -757,7 +784,14 @@ impl Platform {
         for g in &self.gatherers {
             let mut client = kalshi_storage::connect(&g.db.url("kalshi"))
                 .with_context(|| format!("connecting to {}'s database", g.service.name))?;
-            let r = kalshi_verify::check(&mut client, &truth, window, TradeRule::OnceFromWebSocket)
+            let r = self
+                .check_database(
+                    &mut client,
+                    &truth,
+                    window,
+                    TradeRule::OnceFromWebSocket,
+                    books,
+                )
                 .with_context(|| format!("checking {}'s database", g.service.name))?;
             gatherer_reports.push(r);
         }
@@ -767,6 +801,40 @@ impl Platform {
             production: report,
             gatherers: gatherer_reports,
             exits,
+        })
+    }
+
+    /// The gatherers' capture streams (every delta with its gatherer, sid and seq), read from
+    /// each gatherer's own database: what places a stored snapshot among the deltas.
+    ///
+    /// # Errors
+    /// When a gatherer database cannot be read.
+    pub fn captures(&self, truth: &Truth) -> Result<Captures> {
+        let mut captures = Captures::new();
+        for g in &self.gatherers {
+            let mut client = kalshi_storage::connect(&g.db.url("kalshi"))
+                .with_context(|| format!("connecting to {}'s database", g.service.name))?;
+            captures
+                .load(&mut client, truth)
+                .with_context(|| format!("reading {}'s capture", g.service.name))?;
+        }
+        Ok(captures)
+    }
+
+    fn check_database(
+        &self,
+        client: &mut postgres::Client,
+        truth: &Truth,
+        window: Window,
+        rule: TradeRule,
+        books: BookRule,
+    ) -> Result<Report> {
+        Ok(match books {
+            BookRule::Exact => kalshi_verify::check(client, truth, window, rule)?,
+            BookRule::LatestSnapshot => {
+                let captures = self.captures(truth)?;
+                kalshi_verify::check_snapshots(client, truth, window, rule, &captures)?
+            }
         })
     }
 

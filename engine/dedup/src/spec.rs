@@ -221,8 +221,17 @@ impl TableSpec {
             })
             .collect::<Vec<_>>()
             .join(", ");
+        // The gap ledger is append-only on a gatherer: a gap has a detection row and, once
+        // repaired, a second row with the same key and `repaired_ts` set. The merge keeps the
+        // first row of a key from a source (`MergeKind::Upsert`), so the repaired row must come
+        // first, or production would hold every gap as never repaired.
+        let order = if self.table == Table::SequenceGaps {
+            " ORDER BY repaired_ts IS NULL, repaired_ts DESC"
+        } else {
+            ""
+        };
         format!(
-            "COPY (SELECT {select} FROM {t} WHERE {tc} >= {lo} AND {tc} < {hi}) TO STDOUT (FORMAT binary)",
+            "COPY (SELECT {select} FROM {t} WHERE {tc} >= {lo} AND {tc} < {hi}{order}) TO STDOUT (FORMAT binary)",
             t = self.name(),
             tc = self.time_column,
         )
@@ -281,6 +290,13 @@ mod tests {
             assert_eq!(TableSpec::of(spec.table), Some(&spec));
         }
         assert!(TableSpec::of(Table::Markets).is_none());
+        let gaps = TableSpec::of(Table::SequenceGaps)
+            .unwrap()
+            .copy_out_sql(1, 2, true);
+        assert!(
+            gaps.contains("ORDER BY repaired_ts IS NULL, repaired_ts DESC"),
+            "{gaps}"
+        );
         let sql = SPECS[4].copy_out_sql(1, 2, true);
         assert!(
             sql.contains("(payload - 'sid' - 'seq') AS payload"),

@@ -12,9 +12,17 @@
 //! * **Deltas**: per market, the multiset of `(exchange_ts, side, price, delta)` inside the window
 //!   equals the truth's, so a lost delta and a doubled delta are both found, and two real
 //!   identical deltas in one microsecond must both be there.
-//! * **Books**: each market's book, rebuilt from the truth's deltas before the window plus the
-//!   database's deltas from the window start on, equals the exchange's final book. This is the
-//!   end-to-end statement "a consumer replaying our deltas holds the exchange's book".
+//! * **Books**, by one of two [`BookRule`]s:
+//!   * [`BookRule::Exact`] ([`check`]): each market's book, rebuilt from the truth's deltas
+//!     before the window plus the database's deltas from the window start on, equals the
+//!     exchange's final book, and the delta multiset must be complete. This is the statement "a
+//!     consumer replaying our deltas holds the exchange's book"; it only holds for a run without
+//!     WebSocket outages, because deltas sent while nobody was connected can never be fetched
+//!     from Kalshi again.
+//!   * [`BookRule::LatestSnapshot`] ([`check_snapshots`], see the [`snapshot`] module): each
+//!     market's latest stored WebSocket snapshot plus the stored deltas after it equals the
+//!     exchange's final book; a delta may be missing only if a later snapshot of its market
+//!     restored the book (the loss is "healed"), and none may be extra.
 //!
 //! The window is in exchange time (`exchange_ts`, µs): `from_ts` is when capture is known to be
 //! complete (every market subscribed), `to_ts` the end of the checked range. Prices are in the
@@ -25,6 +33,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+
+pub mod snapshot;
+
+pub use snapshot::{Captures, check_snapshots};
 
 /// Why the truth could not be loaded or the database not read.
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +298,17 @@ pub enum TradeRule {
     OnceFromWebSocket,
 }
 
+/// How [`Report`]'s books were checked (see the crate docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BookRule {
+    /// Truth prefix plus every stored delta; the delta multiset must be complete.
+    #[default]
+    Exact,
+    /// Latest stored WebSocket snapshot plus the stored deltas after it; missing deltas must be
+    /// healed by a later snapshot.
+    LatestSnapshot,
+}
+
 /// The exchange-time range checked, `[from_ts, to_ts)` in µs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
@@ -323,8 +346,23 @@ pub struct Report {
     pub delta_markets_differing: Vec<String>,
     /// Number of such markets.
     pub delta_markets_differing_count: usize,
+    /// Truth deltas inside the window the database lacks (copies). Under
+    /// [`BookRule::LatestSnapshot`] they are allowed when healed.
+    pub deltas_missing_count: usize,
+    /// Stored deltas inside the window beyond the truth's multiplicity, or unknown to it.
+    pub deltas_extra_count: usize,
+    /// Missing deltas no later snapshot of their market restored, as `ticker@exchange_ts`
+    /// (first 20; [`BookRule::LatestSnapshot`] only).
+    pub deltas_unhealed: Vec<String>,
+    /// Number of unhealed missing deltas.
+    pub deltas_unhealed_count: usize,
+    /// How the books were checked.
+    pub book_rule: BookRule,
     /// Markets whose books were compared.
     pub books_checked: usize,
+    /// Of those, the markets rebuilt from a stored snapshot ([`BookRule::LatestSnapshot`]; the
+    /// others had no snapshot and were rebuilt from the truth prefix).
+    pub books_from_snapshot: usize,
     /// Markets whose rebuilt book differs from the final book (first 20).
     pub books_differing: Vec<String>,
     /// Number of such markets.
@@ -366,14 +404,36 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  deltas: {} expected, {} found, {} markets differ",
-            self.deltas_expected, self.deltas_found, self.delta_markets_differing_count
+            "  deltas: {} expected, {} found, {} missing ({} not healed by a later snapshot), \
+             {} extra, {} markets differ",
+            self.deltas_expected,
+            self.deltas_found,
+            self.deltas_missing_count,
+            self.deltas_unhealed_count,
+            self.deltas_extra_count,
+            self.delta_markets_differing_count
         )?;
-        write!(
-            f,
-            "  books:  {} checked, {} differ from the exchange's final books",
-            self.books_checked, self.books_differing_count
-        )?;
+        match self.book_rule {
+            BookRule::Exact => write!(
+                f,
+                "  books:  {} checked (truth prefix + every stored delta), {} differ from the \
+                 exchange's final books",
+                self.books_checked, self.books_differing_count
+            )?,
+            BookRule::LatestSnapshot => write!(
+                f,
+                "  books:  {} checked ({} from their latest snapshot + later deltas), {} differ \
+                 from the exchange's final books",
+                self.books_checked, self.books_from_snapshot, self.books_differing_count
+            )?,
+        }
+        if !self.deltas_unhealed.is_empty() {
+            write!(
+                f,
+                "\n  unhealed missing deltas (sample): {:?}",
+                self.deltas_unhealed
+            )?;
+        }
         if !self.trades_missing.is_empty() {
             write!(f, "\n  missing trades (sample): {:?}", self.trades_missing)?;
         }
@@ -562,6 +622,9 @@ fn check_deltas_and_books(
         );
     }
     for m in 0..n {
+        let (missing, extra) = multiset_difference(&truth_window[m], &db_window[m]);
+        report.deltas_missing_count += missing;
+        report.deltas_extra_count += extra;
         if truth_window[m] != db_window[m] {
             sample(
                 &mut report.delta_markets_differing,
@@ -587,4 +650,22 @@ fn check_deltas_and_books(
         }
     }
     Ok(())
+}
+
+/// (copies in `truth` but not in `stored`, copies in `stored` beyond `truth`).
+fn multiset_difference(
+    truth: &HashMap<DeltaKey, i64>,
+    stored: &HashMap<DeltaKey, i64>,
+) -> (usize, usize) {
+    let mut missing = 0;
+    let mut extra = 0;
+    for (key, &t) in truth {
+        let s = stored.get(key).copied().unwrap_or(0);
+        missing += usize::try_from(t - s).unwrap_or(0);
+    }
+    for (key, &s) in stored {
+        let t = truth.get(key).copied().unwrap_or(0);
+        extra += usize::try_from(s - t).unwrap_or(0);
+    }
+    (missing, extra)
 }
