@@ -646,6 +646,21 @@ impl Scenario {
     }
 }
 
+impl Drop for Scenario {
+    /// Removes the work directory (logs, spool, truth log, promtool files) when the test passed;
+    /// a failed test leaves it for inspection (its path is in the failure messages).
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!(
+                "faults_exchange: work directory kept: {}",
+                self.dir.display()
+            );
+        }
+    }
+}
+
 /// A book: (side, price_e6) → count_e2.
 pub(crate) type Book = BTreeMap<(String, i64), i64>;
 
