@@ -630,6 +630,7 @@ fn hostile_input_is_refused_and_ingest_keeps_flowing() {
     let parse_before = s.gatherer.metric("parse_errors_total", "");
     let ws_errors_before = s.gatherer.metric("ws_client_errors_total", "");
     let gaps_from = now_us();
+    let mut recoveries = Vec::new();
     for (kind, reconnects) in [
         ("truncated", false),
         ("nested&depth=100000", false),
@@ -639,6 +640,8 @@ fn hostile_input_is_refused_and_ingest_keeps_flowing() {
         let errors = s.gatherer.metric("ws_client_errors_total", "");
         let parse = s.gatherer.metric("parse_errors_total", "");
         s.sim.control("/skip-seq?conn=all&sid=1");
+        let injected = Instant::now();
+        let injected_us = now_us();
         s.sim.control(&format!("/malformed?conn=all&kind={kind}"));
         wait_until(&format!("the {kind} frame to be counted"), || {
             if reconnects {
@@ -647,7 +650,28 @@ fn hostile_input_is_refused_and_ingest_keeps_flowing() {
                 s.gatherer.metric("parse_errors_total", "") > parse
             }
         });
+        if reconnects {
+            // Recovered when every connection has made a new handshake (the health endpoint
+            // may not have seen the drop yet).
+            let connections = s.gatherer.metric("conn_manager_connections_total", "") as usize;
+            wait_until(
+                &format!("the connections dropped by the {kind} frame to come back"),
+                || {
+                    s.sim
+                        .handshakes()
+                        .iter()
+                        .filter(|(t, _, status)| *t >= injected_us && *status == 101)
+                        .count()
+                        >= connections
+                },
+            );
+        }
         s.gatherer.wait_healthy();
+        recoveries.push(format!(
+            "{} {:.1} s",
+            kind.split('&').next().unwrap_or(kind),
+            injected.elapsed().as_secs_f64()
+        ));
         s.run_for(2);
     }
     let parse_errors = s.gatherer.metric("parse_errors_total", "") - parse_before;
@@ -690,8 +714,9 @@ fn hostile_input_is_refused_and_ingest_keeps_flowing() {
     let trades = s.finish_and_verify();
     println!(
         "faults_exchange: hostile-input: slowloris of 300 connections cut within {:.1} s ({timed_out} answered 408, {refused} refused 503 at once); \
-         {parse_errors} parse errors and {ws_errors} connection errors from malformed frames, {} gaps repaired; {trades} trades exact",
+         {parse_errors} parse errors and {ws_errors} connection errors from malformed frames, {} gaps repaired, healthy again after: {}; {trades} trades exact",
         cut_after.as_secs_f64(),
-        gaps.len()
+        gaps.len(),
+        recoveries.join(", ")
     );
 }
