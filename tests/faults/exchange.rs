@@ -368,7 +368,7 @@ jitter = {jitter}
 healthy_after_ms = 2000
 
 [poller]
-interval_s = 3600
+interval_s = 86400
 reads_per_second = 150
 read_burst = 150
 rate_limited_backoff_ms = 200
