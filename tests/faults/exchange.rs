@@ -628,9 +628,24 @@ impl Scenario {
             report.trades_expected
         );
         // Gaps: every detected gap has its repaired row.
-        wait_until("every gap to be repaired", || {
-            unrepaired_gaps(&mut client).is_empty()
-        });
+        let start = Instant::now();
+        loop {
+            let open = unrepaired_gaps(&mut client);
+            if open.is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "gaps never repaired: {open:?}\n{}",
+                self.gatherer
+                    .stderr()
+                    .lines()
+                    .filter(|l| !l.contains(" DEBUG "))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
         let status = self.gatherer.terminate();
         assert!(
             status.success(),
@@ -744,10 +759,44 @@ pub(crate) fn check_books(client: &mut postgres::Client, truth: &BTreeMap<String
         let expected = truth
             .get(ticker)
             .unwrap_or_else(|| panic!("{ticker} is not a simulator market"));
-        assert_eq!(
-            book, expected,
-            "book of {ticker} differs from the simulator's final book"
-        );
+        if book != expected {
+            let snapshots: Vec<(i64, Option<i64>, Option<i64>, String)> = client
+                .query(
+                    "SELECT received_ts, sid, seq, source FROM orderbook_snapshots \
+                     WHERE ticker = $1 ORDER BY received_ts",
+                    &[ticker],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect();
+            let deltas: Vec<(i64, i64, i64)> = client
+                .query(
+                    "SELECT received_ts, sid, seq FROM orderbook_deltas WHERE ticker = $1 \
+                     ORDER BY received_ts",
+                    &[ticker],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            let gaps: Vec<(i64, String, Option<i64>, String, Option<i64>)> = client
+                .query(
+                    "SELECT detected_ts, channel, sid, repair, repaired_ts FROM sequence_gaps \
+                     WHERE $1 = ANY (tickers) ORDER BY detected_ts",
+                    &[ticker],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+                .collect();
+            panic!(
+                "book of {ticker} differs from the simulator's final book:\n stored {book:?}\n truth  {expected:?}\n \
+                 snapshots {snapshots:?}\n {} deltas, the last {:?}\n gaps {gaps:?}",
+                deltas.len(),
+                &deltas[deltas.len().saturating_sub(12)..]
+            );
+        }
         compared += 1;
     }
     compared
