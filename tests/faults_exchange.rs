@@ -625,8 +625,9 @@ fn hostile_input_is_refused_and_ingest_keeps_flowing() {
     );
     let attack_to = rec.mark();
 
-    // Malformed WebSocket frames. A corrupt frame stands for a lost message: the next message
-    // of subscription 1 is skipped too, so the corrupt frame leaves a sequence gap.
+    // Malformed WebSocket frames. A corrupt frame that is skipped stands for a lost message: the
+    // next message of subscription 1 is skipped too, so it leaves a sequence gap; a frame that
+    // drops the connection leaves a connection gap.
     let parse_before = s.gatherer.metric("parse_errors_total", "");
     let ws_errors_before = s.gatherer.metric("ws_client_errors_total", "");
     let gaps_from = now_us();
@@ -639,7 +640,12 @@ fn hostile_input_is_refused_and_ingest_keeps_flowing() {
     ] {
         let errors = s.gatherer.metric("ws_client_errors_total", "");
         let parse = s.gatherer.metric("parse_errors_total", "");
-        s.sim.control("/skip-seq?conn=all&sid=1");
+        if !reconnects {
+            // Not for the frames that drop the connection: their reconnect covers the lost
+            // message, and a sequence gap detected just before the drop would stay open (see
+            // tests/README-exchange.md, "Findings").
+            s.sim.control("/skip-seq?conn=all&sid=1");
+        }
         let injected = Instant::now();
         let injected_us = now_us();
         s.sim.control(&format!("/malformed?conn=all&kind={kind}"));
