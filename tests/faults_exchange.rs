@@ -295,12 +295,9 @@ fn rate_limited_reconnect_storm_is_staggered_and_bounded() {
         storm.len(),
         distinct_ms.len()
     );
-    let first_wave = &storm[..connections.min(storm.len())];
-    let spread_ms = (first_wave.iter().max().unwrap() - first_wave.iter().min().unwrap()) / 1000;
-    assert!(
-        spread_ms > 0,
-        "the first reconnects all came at one instant"
-    );
+    // (Not asserted: that the first wave is spread. Its delays are jittered over (50, 100] ms,
+    // but a shard thread descheduled for longer on a loaded machine wakes all its timers at once;
+    // the jitter itself is checked on the delays the gatherer chose, below.)
 
     // The gatherer's view: each connection's delays during the storm, in order.
     let log = s.gatherer.stderr();

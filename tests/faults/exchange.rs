@@ -780,15 +780,16 @@ pub(crate) fn check_books(client: &mut postgres::Client, truth: &BTreeMap<String
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect();
-            let gaps: Vec<(i64, String, Option<i64>, String, Option<i64>)> = client
+            let gaps: Vec<String> = client
                 .query(
-                    "SELECT detected_ts, channel, sid, repair, repaired_ts FROM sequence_gaps \
-                     WHERE $1 = ANY (tickers) ORDER BY detected_ts",
+                    "SELECT detected_ts || ' ' || channel || ' sid ' || coalesce(sid::text, '-') \
+                     || ' ' || coalesce(repair, '-') || ' repaired ' || coalesce(repaired_ts::text, '-') \
+                     FROM sequence_gaps WHERE $1 = ANY (tickers) ORDER BY detected_ts",
                     &[ticker],
                 )
                 .unwrap()
                 .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+                .map(|r| r.get(0))
                 .collect();
             panic!(
                 "book of {ticker} differs from the simulator's final book:\n stored {book:?}\n truth  {expected:?}\n \
