@@ -299,6 +299,12 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
             resume_from_us,
         } => {
             let mut rest = tickers;
+            // The first discovery pass after a restart assigns markets page by page: a
+            // connection created for an earlier page may already be connected, its resume gap
+            // recorded without the markets of a later page. Those get their window since the
+            // resume point backfilled like a new listing's (from then until the trade
+            // subscription covers them).
+            let since = listed_at_us.or(resume_from_us);
             for conn in ctx.conns.borrow().iter() {
                 if rest.is_empty() {
                     break;
@@ -307,8 +313,8 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
                 if c.lifecycle || c.manager.free_slots() == 0 {
                     continue;
                 }
-                let overflow = c.manager.add_markets(&rest, listed_at_us);
-                note_listed(ctx, &mut c, &rest, &overflow, listed_at_us);
+                let overflow = c.manager.add_markets(&rest, since);
+                note_listed(ctx, &mut c, &rest, &overflow, since);
                 rest = overflow;
             }
             while !rest.is_empty() {
