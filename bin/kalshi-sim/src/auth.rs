@@ -1,6 +1,10 @@
 //! Request authentication (`protocol.md` §2) over kalshi-auth: a [`KeyRing`] of the
 //! configured public keys (RSA-PSS or Ed25519) checked with the configured clock-skew window.
-//! A failure answers 401 with Kalshi's verbatim body (§2.5).
+//! A failure answers 401 with Kalshi's verbatim body (§2.5). Keys can be registered and revoked
+//! while running (the control endpoint's `/add-key` and `/revoke-key`), as an operator does on
+//! the exchange's API-key page when rotating a key.
+
+use std::sync::RwLock;
 
 use kalshi_auth::{KeyRing, SkewWindow, VerifyingKey};
 use kalshi_http::Request;
@@ -10,7 +14,7 @@ pub use kalshi_auth::{BODY_BAD_SIGNATURE, HEADER_KEY, HEADER_SIGNATURE, HEADER_T
 /// The server's authentication: off, or a key ring and a skew window.
 #[derive(Debug)]
 pub struct Auth {
-    ring: Option<KeyRing>,
+    ring: Option<RwLock<KeyRing>>,
     window: SkewWindow,
 }
 
@@ -36,12 +40,36 @@ impl Auth {
             ring.insert(key_id.clone(), key);
         }
         Ok(Self {
-            ring: Some(ring),
+            ring: Some(RwLock::new(ring)),
             window: SkewWindow {
                 past_ms: section.skew_past_ms,
                 future_ms: section.skew_future_ms,
             },
         })
+    }
+
+    /// Registers (or replaces) the public key of `key_id` from a PEM file.
+    ///
+    /// # Errors
+    /// Authentication is off, or the file cannot be read or parsed (named in the message).
+    pub fn add_key(&self, key_id: &str, path: &std::path::Path) -> Result<(), String> {
+        let Some(ring) = &self.ring else {
+            return Err("authentication is disabled (auth.enabled = false)".to_owned());
+        };
+        let key = VerifyingKey::from_pem_file(path)
+            .map_err(|e| format!("public key {}: {e}", path.display()))?;
+        ring.write()
+            .map_err(|_| "the key ring is poisoned".to_owned())?
+            .insert(key_id.to_owned(), key);
+        Ok(())
+    }
+
+    /// Revokes `key_id`: its requests are refused from now on. Returns whether it was known.
+    pub fn revoke_key(&self, key_id: &str) -> bool {
+        self.ring
+            .as_ref()
+            .and_then(|ring| ring.write().ok())
+            .is_some_and(|mut ring| ring.remove(key_id).is_some())
     }
 
     /// Checks a request's `KALSHI-ACCESS-*` headers against its method and path (the query
@@ -52,6 +80,9 @@ impl Auth {
     pub fn check(&self, request: &Request, now_ms: u64) -> Result<(), &'static str> {
         let Some(ring) = &self.ring else {
             return Ok(());
+        };
+        let Ok(ring) = ring.read() else {
+            return Err(BODY_BAD_SIGNATURE);
         };
         ring.check_window(
             |name| request.header(name),

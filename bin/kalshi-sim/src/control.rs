@@ -8,7 +8,7 @@
 //! | `POST /close?conn=ID\|all[&reset=true]` | close with a close frame, or drop without one |
 //! | `POST /skip-seq?conn=ID\|all&sid=S` | the next sequenced frame of `sid` is dropped (seq gap) |
 //! | `POST /duplicate?conn=ID\|all&sid=S` | the next frame of `sid` is sent twice |
-//! | `POST /malformed?conn=ID\|all` | a truncated JSON text frame |
+//! | `POST /malformed?conn=ID\|all[&kind=K]` | a malformed text frame; `kind` = `truncated` (JSON cut short, the default), `invalid-utf8`, `nested[&depth=N]` (arrays nested N deep, default 100000), `oversized[&bytes=N]` (a frame of N bytes, default 8 MiB) |
 //! | `POST /stall?conn=ID\|all&ms=N` | stop writing (frames and pings) for N ms |
 //! | `POST /overflow?conn=ID\|all&sid=S` | error 25 on `sid`, which is dropped |
 //! | `POST /channel-error?conn=ID\|all&sid=S` | error 10 on `sid`, which is dropped |
@@ -16,6 +16,10 @@
 //! | `POST /halt` | stop generating events for good (the clock stops; connections, commands and REST go on): ends a run so clients can catch up to a final truth log |
 //! | `POST /reject-auth?on=true\|false` | every handshake answers 401 (bad signature) |
 //! | `POST /force-429?count=N` | the next N REST requests answer 429 (-1 = until `count=0`) |
+//! | `POST /ws-429?on=true\|false` | every WebSocket handshake answers 429 |
+//! | `GET /handshakes` | the latest WebSocket handshake attempts: `[{unix_us, peer, key_id, status}]` |
+//! | `POST /add-key?id=ID&path=PEM` | register (or replace) the public key of API key `ID` |
+//! | `POST /revoke-key?id=ID` | revoke API key `ID`: its requests answer 401 from now on |
 //! | `POST /rest-delay?ms=N` | delay every REST response by N ms (0 = off) |
 //! | `POST /dump-books` | write the final books file now; the body is the books (JSON lines) |
 //!
@@ -29,7 +33,8 @@ use crossbeam_channel::Sender;
 use kalshi_http::{Request, Response};
 use serde_json::{Value, json};
 
-use crate::engine::{ControlCmd, EngineMsg, Shared, Target};
+use crate::auth::Auth;
+use crate::engine::{ControlCmd, EngineMsg, MalformedKind, Shared, Target};
 
 fn bad(message: &str) -> Response {
     Response::json(
@@ -95,11 +100,50 @@ fn target(engine: &Sender<EngineMsg>, request: &Request) -> Result<Target, Respo
     }
 }
 
+fn malformed_kind(request: &Request) -> Result<MalformedKind, Response> {
+    Ok(match request.query_param("kind").as_deref() {
+        None | Some("truncated") => MalformedKind::Truncated,
+        Some("invalid-utf8") => MalformedKind::InvalidUtf8,
+        Some("nested") => MalformedKind::Nested {
+            depth: if request.query_param("depth").is_some() {
+                number(request, "depth")?
+            } else {
+                100_000
+            },
+        },
+        Some("oversized") => MalformedKind::Oversized {
+            bytes: if request.query_param("bytes").is_some() {
+                number::<u32>(request, "bytes")?.min(64 << 20)
+            } else {
+                8 << 20
+            },
+        },
+        Some(other) => {
+            return Err(bad(&format!(
+                "kind={other:?}: expected truncated, invalid-utf8, nested or oversized"
+            )));
+        }
+    })
+}
+
+fn switch(request: &Request) -> Result<bool, Response> {
+    match request.query_param("on").as_deref() {
+        None | Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(bad(&format!("on={other:?}: expected true or false"))),
+    }
+}
+
 /// Handles one control request.
-pub fn handle(engine: &Sender<EngineMsg>, shared: &Arc<Shared>, request: &Request) -> Response {
+pub fn handle(
+    engine: &Sender<EngineMsg>,
+    shared: &Arc<Shared>,
+    auth: &Auth,
+    request: &Request,
+) -> Response {
     let method = request.method.as_str();
     let path = request.path.as_str();
-    let get = matches!(path, "/health" | "/stats");
+    let get = matches!(path, "/health" | "/stats" | "/handshakes");
     let known = get
         || matches!(
             path,
@@ -116,6 +160,9 @@ pub fn handle(engine: &Sender<EngineMsg>, shared: &Arc<Shared>, request: &Reques
                 | "/reject-auth"
                 | "/force-429"
                 | "/rest-delay"
+                | "/ws-429"
+                | "/add-key"
+                | "/revoke-key"
                 | "/dump-books"
         );
     if !known {
@@ -152,10 +199,12 @@ pub fn handle(engine: &Sender<EngineMsg>, shared: &Arc<Shared>, request: &Reques
                 };
                 ask(engine, cmd)
             }
+            "/handshakes" => ok_json(&shared.handshakes_json()),
             "/malformed" => ask(
                 engine,
                 ControlCmd::Malformed {
                     target: target(engine, request)?,
+                    kind: malformed_kind(request)?,
                 },
             ),
             "/stall" => {
@@ -167,15 +216,31 @@ pub fn handle(engine: &Sender<EngineMsg>, shared: &Arc<Shared>, request: &Reques
             "/resume" => ask(engine, ControlCmd::Resume),
             "/halt" => ask(engine, ControlCmd::Halt),
             "/reject-auth" => {
-                let on = match request.query_param("on").as_deref() {
-                    None | Some("true") => true,
-                    Some("false") => false,
-                    Some(other) => {
-                        return Err(bad(&format!("on={other:?}: expected true or false")));
-                    }
-                };
+                let on = switch(request)?;
                 shared.reject_auth.store(on, Ordering::SeqCst);
                 ok_json(&json!({"ok": true, "reject_auth": on}))
+            }
+            "/ws-429" => {
+                let on = switch(request)?;
+                shared.ws_429.store(on, Ordering::SeqCst);
+                ok_json(&json!({"ok": true, "ws_429": on}))
+            }
+            "/add-key" => {
+                let (Some(id), Some(pem)) =
+                    (request.query_param("id"), request.query_param("path"))
+                else {
+                    return Err(bad("query parameters id and path are required"));
+                };
+                auth.add_key(&id, std::path::Path::new(&pem))
+                    .map_err(|e| bad(&e))?;
+                ok_json(&json!({"ok": true, "key_id": id}))
+            }
+            "/revoke-key" => {
+                let Some(id) = request.query_param("id") else {
+                    return Err(bad("query parameter id is required"));
+                };
+                let known = auth.revoke_key(&id);
+                ok_json(&json!({"ok": true, "key_id": id, "was_known": known}))
             }
             "/force-429" => {
                 let count: i64 = number(request, "count")?;

@@ -33,6 +33,10 @@ pub struct Shared {
     pub reject_auth: AtomicBool,
     /// REST requests still to answer 429 (-1 = all until lifted).
     pub force_429: AtomicI64,
+    /// Answer every WebSocket handshake 429 (the REST 429 body), as a rate-limited exchange.
+    pub ws_429: AtomicBool,
+    /// The latest WebSocket handshake attempts (bounded), for `GET /handshakes`.
+    pub handshakes: std::sync::Mutex<std::collections::VecDeque<Handshake>>,
     /// Delay before every REST response, ms.
     pub rest_delay_ms: AtomicU64,
     /// The exchange is paused: handshakes are refused with 503.
@@ -52,11 +56,67 @@ pub struct Shared {
     pub rest_429: AtomicU64,
     /// 401s (REST and handshakes).
     pub auth_rejections: AtomicU64,
+    /// WebSocket commands answered with error 27 (too many requests).
+    pub command_rate_limited: AtomicU64,
     /// Connections dropped because their outbound queue was full.
     pub slow_disconnects: AtomicU64,
 }
 
+/// Handshake attempts kept for `GET /handshakes` (the oldest are forgotten first).
+pub const HANDSHAKES_KEPT: usize = 100_000;
+
+/// One WebSocket handshake attempt, as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Handshake {
+    /// Wall clock, µs since the Unix epoch.
+    pub unix_us: i64,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The `KALSHI-ACCESS-KEY` header (an API key id, public).
+    pub key_id: Option<String>,
+    /// The answer: 101, or the refusal's status.
+    pub status: u16,
+}
+
 impl Shared {
+    /// Remembers one handshake attempt.
+    pub fn record_handshake(&self, peer: SocketAddr, key_id: Option<&str>, status: u16) {
+        let unix_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        if let Ok(mut log) = self.handshakes.lock() {
+            if log.len() >= HANDSHAKES_KEPT {
+                log.pop_front();
+            }
+            log.push_back(Handshake {
+                unix_us,
+                peer,
+                key_id: key_id.map(str::to_owned),
+                status,
+            });
+        }
+    }
+
+    /// The recorded handshake attempts, oldest first, as JSON.
+    #[must_use]
+    pub fn handshakes_json(&self) -> Value {
+        let Ok(log) = self.handshakes.lock() else {
+            return json!([]);
+        };
+        Value::Array(
+            log.iter()
+                .map(|h| {
+                    json!({
+                        "unix_us": h.unix_us,
+                        "peer": h.peer.to_string(),
+                        "key_id": h.key_id,
+                        "status": h.status,
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// Takes one forced 429 if any is pending.
     pub fn take_forced_429(&self) -> bool {
         let mut current = self.force_429.load(Ordering::SeqCst);
@@ -173,6 +233,60 @@ pub enum Target {
     Conn(u64),
 }
 
+/// What `/malformed` sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MalformedKind {
+    /// Truncated JSON (the session's own malformed frame).
+    Truncated,
+    /// A text frame whose payload is not UTF-8.
+    InvalidUtf8,
+    /// A delta frame whose `msg` nests arrays `depth` deep.
+    Nested {
+        /// Nesting depth.
+        depth: u32,
+    },
+    /// A well-formed delta frame padded to `bytes` bytes.
+    Oversized {
+        /// Frame size.
+        bytes: u32,
+    },
+}
+
+impl MalformedKind {
+    /// The frame's payload (`None`: the session's truncated frame).
+    #[must_use]
+    pub fn payload(self) -> Option<Vec<u8>> {
+        match self {
+            MalformedKind::Truncated => None,
+            MalformedKind::InvalidUtf8 => {
+                let mut text =
+                    br#"{"type":"orderbook_delta","sid":1,"seq":1,"msg":{"market_ticker":""#
+                        .to_vec();
+                text.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28, 0xa0, 0xa1]);
+                text.extend_from_slice(br#""}}"#);
+                Some(text)
+            }
+            MalformedKind::Nested { depth } => {
+                let depth = depth as usize;
+                let mut text = br#"{"type":"orderbook_delta","sid":1,"seq":1,"msg":"#.to_vec();
+                text.resize(text.len() + depth, b'[');
+                text.resize(text.len() + depth, b']');
+                text.push(b'}');
+                Some(text)
+            }
+            MalformedKind::Oversized { bytes } => {
+                let head = br#"{"type":"orderbook_delta","sid":1,"seq":1,"msg":{"pad":""#;
+                let tail = br#""}}"#;
+                let mut text = head.to_vec();
+                let pad = (bytes as usize).saturating_sub(head.len() + tail.len());
+                text.resize(text.len() + pad, b'x');
+                text.extend_from_slice(tail);
+                Some(text)
+            }
+        }
+    }
+}
+
 /// A command for the exchange thread from the control endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlCmd {
@@ -196,6 +310,8 @@ pub enum ControlCmd {
     Malformed {
         /// Which connections.
         target: Target,
+        /// What is wrong with it.
+        kind: MalformedKind,
     },
     /// Stop writing for `ms`.
     Stall {
@@ -604,7 +720,10 @@ impl Engine {
                 target: all,
                 sid: fault.sid,
             },
-            FaultAction::Malformed => ControlCmd::Malformed { target: all },
+            FaultAction::Malformed => ControlCmd::Malformed {
+                target: all,
+                kind: MalformedKind::Truncated,
+            },
             FaultAction::Stall => ControlCmd::Stall {
                 target: all,
                 ms: fault.ms,
@@ -702,6 +821,18 @@ impl Engine {
                     };
                     c.session.handle_command(now, &text, &self.exchange)
                 };
+                let limited = frames
+                    .iter()
+                    .filter(|f| {
+                        f.kind == kalshi_sim_core::FrameKind::Error
+                            && f.text.windows(17).any(|w| w == b"Too many requests")
+                    })
+                    .count();
+                if limited > 0 {
+                    self.shared
+                        .command_rate_limited
+                        .fetch_add(limited as u64, Ordering::Relaxed);
+                }
                 // Frames rendered by load mode this turn go out before the command's answer.
                 self.flush_load_batch(conn);
                 self.send_frames(conn, &frames);
@@ -774,11 +905,14 @@ impl Engine {
                 }
                 Err(reply) => reply,
             },
-            ControlCmd::Malformed { target } => match self.targets(target) {
+            ControlCmd::Malformed { target, kind } => match self.targets(target) {
                 Ok(ids) => {
                     for id in &ids {
                         if let Some(c) = self.conns.get(id) {
-                            let frame = c.session.fault_malformed_frame();
+                            let mut frame = c.session.fault_malformed_frame();
+                            if let Some(text) = kind.payload() {
+                                frame.text = text;
+                            }
                             self.send_frames(*id, &[frame]);
                         }
                     }
@@ -923,6 +1057,8 @@ impl Engine {
             "auth_rejections": s.auth_rejections.load(Ordering::Relaxed),
             "slow_disconnects": s.slow_disconnects.load(Ordering::Relaxed),
             "reject_auth": s.reject_auth.load(Ordering::Relaxed),
+            "ws_429": s.ws_429.load(Ordering::Relaxed),
+            "command_rate_limited": s.command_rate_limited.load(Ordering::Relaxed),
             "force_429": s.force_429.load(Ordering::Relaxed),
             "rest_delay_ms": s.rest_delay_ms.load(Ordering::Relaxed),
         })

@@ -116,11 +116,11 @@ impl Running {
 /// An invalid config, unreadable keys or certificates, or a failed bind.
 pub fn start(config: &Config) -> anyhow::Result<Running> {
     config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let auth = if config.auth.enabled {
+    let auth = Arc::new(if config.auth.enabled {
         Auth::from_config(&config.auth)?
     } else {
         Auth::disabled()
-    };
+    });
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(
             kalshi_http::tls_config_from_pem(cert, key).context("loading the TLS certificate")?,
@@ -182,7 +182,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
     let ctx = Arc::new(FrontCtx {
         engine: engine_tx.clone(),
         shared: Arc::clone(&shared),
-        auth,
+        auth: Arc::clone(&auth),
         limits: limits.clone(),
         // Load batches hold up to 1024 frames: keep the queue's worst case near 100 MB.
         queue_batches: if config.load.rate > 0 {
@@ -215,7 +215,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         Some(
             Server::bind(config.server.control.as_str(), Limits::default(), None)
                 .with_context(|| format!("binding the control endpoint {}", config.server.control))?
-                .spawn(move |request| control::handle(&engine, &shared, request))?,
+                .spawn(move |request| control::handle(&engine, &shared, &auth, request))?,
         )
     };
     Ok(Running {

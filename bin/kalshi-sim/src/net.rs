@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TryRecvError};
 use kalshi_http::{HttpError, Limits, Request, RequestReader, Response, Stream, write_response};
 use kalshi_sim_core::{HEARTBEAT_PAYLOAD, Heartbeat, HeartbeatAction, RateLimiter};
-use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Error as WsError, Message, Utf8Bytes, WebSocket};
 
@@ -39,8 +40,8 @@ pub struct FrontCtx {
     pub engine: Sender<EngineMsg>,
     /// Fault switches and counters.
     pub shared: Arc<Shared>,
-    /// Signature checking.
-    pub auth: Auth,
+    /// Signature checking (shared with the control endpoint, which registers and revokes keys).
+    pub auth: Arc<Auth>,
     /// HTTP limits (head, body, timeouts).
     pub limits: Limits,
     /// Per-connection outbound queue capacity, in batches.
@@ -92,7 +93,13 @@ pub fn serve_connection(ctx: &FrontCtx, mut stream: Stream, peer: SocketAddr) {
         };
         if request.path == WS_PATH {
             if request.is_websocket_upgrade() {
-                match handshake(ctx, &request) {
+                let answer = handshake(ctx, &request);
+                ctx.shared.record_handshake(
+                    peer,
+                    request.header(crate::auth::HEADER_KEY),
+                    answer.as_ref().map_or_else(|r| r.status, |_| 101),
+                );
+                match answer {
                     Ok(accept) => {
                         let leftover = reader.take_buffered();
                         upgrade(ctx, stream, peer, &accept, leftover);
@@ -137,6 +144,9 @@ fn handshake(ctx: &FrontCtx, request: &Request) -> Result<String, Response> {
     if ctx.shared.reject_auth.load(Ordering::SeqCst) {
         ctx.shared.auth_rejections.fetch_add(1, Ordering::Relaxed);
         return Err(json(401, crate::auth::BODY_BAD_SIGNATURE));
+    }
+    if ctx.shared.ws_429.load(Ordering::SeqCst) {
+        return Err(json(429, BODY_429));
     }
     if let Err(body) = ctx.auth.check(request, now_ms()) {
         ctx.shared.auth_rejections.fetch_add(1, Ordering::Relaxed);
@@ -348,10 +358,17 @@ fn ws_loop(
                 match out {
                     Out::Frames(batch) => {
                         for frame in batch.frames() {
-                            let Ok(text) = Utf8Bytes::try_from(frame) else {
-                                continue;
+                            // A frame that is not UTF-8 is a fault injection
+                            // (`/malformed?kind=invalid-utf8`): sent as a raw text frame.
+                            let message = match Utf8Bytes::try_from(frame.clone()) {
+                                Ok(text) => Message::Text(text),
+                                Err(_) => Message::Frame(Frame::message(
+                                    frame,
+                                    OpCode::Data(Data::Text),
+                                    true,
+                                )),
                             };
-                            match ws.write(Message::Text(text)) {
+                            match ws.write(message) {
                                 Ok(()) => {}
                                 Err(e) if would_block(&e) => write_blocked = true,
                                 Err(e) => break 'conn Ending::Gone(format!("write failed: {e}")),

@@ -126,6 +126,33 @@ fn json_error(status: u16, message: &str) -> Response {
     )
 }
 
+/// Longest ticker accepted (the longest Kalshi ticker seen is 47 bytes).
+const TICKER_BYTES_MAX: usize = 64;
+
+/// A ticker is ASCII letters, digits, `-`, `.` and `_` (`protocol.md` §5: real tickers contain
+/// `.`), at most [`TICKER_BYTES_MAX`] bytes, and not `.`/`..`-led: it becomes a path segment of
+/// the exchange's REST URL, so anything else (`/`, `..`, quotes, spaces) is refused before any
+/// request is made. The message does not echo the value (it may be hostile).
+fn check_ticker(ticker: &str) -> Result<(), String> {
+    if ticker.is_empty() || ticker.len() > TICKER_BYTES_MAX {
+        return Err(format!(
+            "ticker must be 1 to {TICKER_BYTES_MAX} bytes long (got {})",
+            ticker.len()
+        ));
+    }
+    if ticker.starts_with('.')
+        || !ticker
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
+        return Err(
+            "ticker may hold only ASCII letters, digits, '-', '.' and '_', and may not start with '.'"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
 fn poll_market(endpoints: &Endpoints, request: &Request) -> Response {
     let Some(expected) = &endpoints.admin_token else {
         return json_error(
@@ -144,6 +171,9 @@ fn poll_market(endpoints: &Endpoints, request: &Request) -> Response {
     let Some(ticker) = request.query_param("ticker") else {
         return json_error(400, "query parameter ticker is required");
     };
+    if let Err(problem) = check_ticker(&ticker) {
+        return json_error(400, &problem);
+    }
     let (reply, answer) = crossbeam_channel::bounded(1);
     if endpoints
         .admin

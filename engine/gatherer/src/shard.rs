@@ -299,6 +299,12 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
             resume_from_us,
         } => {
             let mut rest = tickers;
+            // The first discovery pass after a restart assigns markets page by page: a
+            // connection created for an earlier page may already be connected, its resume gap
+            // recorded without the markets of a later page. Those get their window since the
+            // resume point backfilled like a new listing's (from then until the trade
+            // subscription covers them).
+            let since = listed_at_us.or(resume_from_us);
             for conn in ctx.conns.borrow().iter() {
                 if rest.is_empty() {
                     break;
@@ -307,8 +313,8 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
                 if c.lifecycle || c.manager.free_slots() == 0 {
                     continue;
                 }
-                let overflow = c.manager.add_markets(&rest, listed_at_us);
-                note_listed(ctx, &mut c, &rest, &overflow, listed_at_us);
+                let overflow = c.manager.add_markets(&rest, since);
+                note_listed(ctx, &mut c, &rest, &overflow, since);
                 rest = overflow;
             }
             while !rest.is_empty() {
@@ -595,14 +601,26 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
                     return;
                 }
                 failures += 1;
+                let now = now_us();
+                let decision = backoff.on_failure(now, failure_kind(&error));
+                let retry_ms = match decision {
+                    RetryDecision::RetryAt(at) => (at - now) / 1000,
+                    RetryDecision::Stop => -1,
+                };
+                // Every attempt at debug level (the reconnect schedule, for diagnosis and the
+                // fault tests); the first three and every 20th at warn.
                 if failures <= 3 || failures.is_multiple_of(20) {
                     log::warn!(
-                        "connection {id}: connecting to {} failed ({} times): {error}",
+                        "connection {id}: connecting to {} failed ({} times): {error}; retrying in {retry_ms} ms",
                         shared.ws_url.as_string(),
                         failures
                     );
+                } else {
+                    log::debug!(
+                        "connection {id}: connecting failed ({failures} times): {error}; retrying in {retry_ms} ms"
+                    );
                 }
-                match backoff.on_failure(now_us(), failure_kind(&error)) {
+                match decision {
                     RetryDecision::RetryAt(at) => sleep_until(shared, at).await,
                     RetryDecision::Stop => return,
                 }
@@ -684,7 +702,12 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
                 FailureKind::Protocol
             }
         };
-        match backoff.on_failure(now_us(), kind) {
+        let now = now_us();
+        let decision = backoff.on_failure(now, kind);
+        if let RetryDecision::RetryAt(at) = decision {
+            log::debug!("connection {id}: reconnecting in {} ms", (at - now) / 1000);
+        }
+        match decision {
             RetryDecision::RetryAt(at) => sleep_until(shared, at).await,
             RetryDecision::Stop => break,
         }

@@ -2,6 +2,7 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use crate::response::Response;
 use crate::server::Limits;
@@ -120,6 +121,9 @@ pub enum HttpError {
     /// The head exceeds [`Limits::head_bytes_max`] or has too many headers.
     #[error("request head too large: {0}")]
     HeadTooLarge(String),
+    /// The request did not arrive within [`Limits::request_timeout`] of its first byte.
+    #[error("request not received within {0:?} of its first byte")]
+    TooSlow(std::time::Duration),
     /// The body exceeds [`Limits::body_bytes_max`].
     #[error("request body of {length} bytes exceeds the limit of {limit} bytes")]
     BodyTooLarge {
@@ -139,6 +143,7 @@ impl HttpError {
             HttpError::Closed | HttpError::Timeout | HttpError::Io(_) => return None,
             HttpError::Malformed(_) => 400,
             HttpError::HeadTooLarge(_) => 431,
+            HttpError::TooSlow(_) => 408,
             HttpError::BodyTooLarge { .. } => 413,
         };
         Some(Response::text(status, &format!("{self}\n")))
@@ -189,11 +194,18 @@ impl RequestReader {
     ) -> Result<Request, HttpError> {
         let head_max = self.limits.head_bytes_max;
         let mut chunk = [0_u8; 4096];
+        // The request's clock starts with its first byte (bytes already buffered belong to it).
+        let mut started = (!self.buf.is_empty()).then(Instant::now);
         loop {
             if !self.buf.is_empty()
                 && let Some(parsed) = self.parse_head(peer)?
             {
-                return self.read_body(stream, parsed);
+                return self.read_body(stream, parsed, started.unwrap_or_else(Instant::now));
+            }
+            if let Some(t) = started
+                && t.elapsed() > self.limits.request_timeout
+            {
+                return Err(HttpError::TooSlow(self.limits.request_timeout));
             }
             if self.buf.len() >= head_max {
                 return Err(HttpError::HeadTooLarge(format!(
@@ -208,7 +220,10 @@ impl RequestReader {
                         "connection closed in the middle of the request head".into(),
                     ));
                 }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    started.get_or_insert_with(Instant::now);
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => return Err(HttpError::Timeout),
                 Err(e) => return Err(HttpError::Io(e)),
@@ -278,6 +293,7 @@ impl RequestReader {
         &mut self,
         stream: &mut S,
         (mut request, length): (Request, u64),
+        started: Instant,
     ) -> Result<Request, HttpError> {
         let limit = self.limits.body_bytes_max;
         if length > limit as u64 {
@@ -286,6 +302,9 @@ impl RequestReader {
         let length = length as usize;
         let mut chunk = [0_u8; 4096];
         while self.buf.len() < length {
+            if started.elapsed() > self.limits.request_timeout {
+                return Err(HttpError::TooSlow(self.limits.request_timeout));
+            }
             let want = chunk.len().min(length - self.buf.len());
             match stream.read(&mut chunk[..want]) {
                 Ok(0) => {

@@ -22,6 +22,12 @@ pub struct Limits {
     pub body_bytes_max: usize,
     /// Socket read timeout, also the keep-alive idle timeout. Default 30 s.
     pub read_timeout: Duration,
+    /// Longest time one request may take to arrive, from its first byte to the end of its body.
+    /// A slower one (bytes trickled in, slowloris) is answered 408 and the connection closed, so
+    /// that slow clients cannot hold every connection slot. Checked after each read, so a
+    /// request is dropped at the latest `request_timeout + read_timeout` after it began.
+    /// Default 10 s.
+    pub request_timeout: Duration,
     /// Socket write timeout. Default 30 s.
     pub write_timeout: Duration,
     /// Most connections served at once; more are answered 503 and closed. Default 256.
@@ -34,6 +40,7 @@ impl Default for Limits {
             head_bytes_max: 16 * 1024,
             body_bytes_max: 1024 * 1024,
             read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             connections_max: 256,
         }

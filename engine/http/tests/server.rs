@@ -225,3 +225,37 @@ fn tls_round_trip() {
     assert_eq!((status, body.as_slice()), (200, &b"hello\n"[..]));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+// Slowloris: a request whose bytes trickle in (one every 100 ms, each read well within the read
+// timeout) is answered 408 once it has taken longer than `request_timeout`, and its connection
+// closed, so slow clients cannot hold the connection slots; a normal request is still served.
+#[test]
+fn trickled_request_times_out() {
+    let server = start(Limits {
+        request_timeout: Duration::from_millis(500),
+        connections_max: 2,
+        ..Limits::default()
+    });
+    let mut slow = connect(&server);
+    let request = b"GET /hello HTTP/1.1\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut answered = None;
+    for byte in request.iter() {
+        if slow.write_all(&[*byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        slow.set_nonblocking(true).unwrap();
+        let mut peek = [0_u8; 1];
+        let readable = slow.peek(&mut peek).is_ok();
+        slow.set_nonblocking(false).unwrap();
+        if readable {
+            answered = Some(read_response(&mut slow));
+            break;
+        }
+    }
+    let (status, _, body) = answered.expect("the trickled request was never cut off");
+    assert_eq!(status, 408);
+    assert!(String::from_utf8_lossy(&body).contains("not received within"));
+    let (status, _, _) = exchange(&server, b"GET /hello HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 200);
+}
