@@ -5,7 +5,7 @@
 //! fault, checks the signal (exit status and log line, metrics, the runbook's alert evaluated by
 //! promtool), lifts it, and ends with the truth check: every trade of the simulator's truth log
 //! stored, none twice from the WebSocket, books equal to the exchange's, every gap repaired.
-//! See tests/README-exchange.md.
+//! See tests/README.md, "Exchange and security fault tests".
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -640,7 +640,7 @@ fn hostile_input_is_refused_and_ingest_keeps_flowing() {
         if !reconnects {
             // Not for the frames that drop the connection: their reconnect covers the lost
             // message, and a sequence gap detected just before the drop would stay open (see
-            // tests/README-exchange.md, "Findings").
+            // tests/README.md, "Exchange and security fault tests").
             s.sim.control("/skip-seq?conn=all&sid=1");
         }
         let injected = Instant::now();
