@@ -14,7 +14,7 @@ use kalshi_http::{Limits, Request, Response, Server, ServerHandle};
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::config::HttpConfig;
-use crate::service::Shared;
+use crate::service::{Shared, unix_now_us};
 
 /// The running servers; dropping them stops accepting.
 #[derive(Debug)]
@@ -32,6 +32,8 @@ pub struct HttpServers {
 /// Binding either address.
 pub fn serve(cfg: &HttpConfig, registry: Registry, shared: Shared) -> io::Result<HttpServers> {
     let registry = Arc::new(registry);
+    let lag_max = cfg.health_lag_max.as_secs_f64();
+    let scrape_shared = shared.clone();
     let metrics = Server::bind(&cfg.metrics_listen, Limits::default(), None)?.spawn(
         move |req: &Request| {
             if req.path != "/metrics" {
@@ -40,6 +42,8 @@ pub fn serve(cfg: &HttpConfig, registry: Registry, shared: Shared) -> io::Result
             if req.method != "GET" && req.method != "HEAD" {
                 return Response::method_not_allowed(&req.method, &["GET"]);
             }
+            // The lag as of this scrape, not as of the last finished job.
+            let _ = scrape_shared.health_at(unix_now_us(), lag_max);
             let mut buf = Vec::new();
             match TextEncoder::new().encode(&registry.gather(), &mut buf) {
                 Ok(()) => Response::new(200, "text/plain; version=0.0.4", buf),
@@ -54,7 +58,7 @@ pub fn serve(cfg: &HttpConfig, registry: Registry, shared: Shared) -> io::Result
                 if req.method != "GET" && req.method != "HEAD" {
                     return Response::method_not_allowed(&req.method, &["GET"]);
                 }
-                let h = shared.health.lock().clone();
+                let h = shared.health_at(unix_now_us(), lag_max);
                 let body = serde_json::to_vec(&h).unwrap_or_default();
                 Response::json(if h.healthy { 200 } else { 503 }, body)
             }

@@ -121,6 +121,35 @@ pub struct Shared {
     pub health: Arc<Mutex<HealthSnapshot>>,
     /// Pending admin re-checks.
     pub rechecks: Arc<Mutex<Vec<Recheck>>>,
+    /// `dedup_sync_lag_seconds`, which the metrics endpoint recomputes from the frontier at each
+    /// scrape: the service loop sets it only between jobs, so a job blocked in production (a
+    /// held lock) would otherwise freeze the lag at its last value until the statement failed.
+    pub sync_lag: Option<prometheus::Gauge>,
+}
+
+impl Shared {
+    /// Brings the health snapshot's lag to `now_us` (µs since the epoch): the lag grows while a
+    /// job is blocked, and `/health` turns unhealthy once it passes `lag_max_secs`. Also sets
+    /// `dedup_sync_lag_seconds`. Returns the snapshot.
+    #[must_use]
+    pub fn health_at(&self, now_us: i64, lag_max_secs: f64) -> HealthSnapshot {
+        let mut h = self.health.lock().clone();
+        if let Some(frontier) = h.frontier_ts {
+            let lag = (now_us.saturating_sub(frontier)) as f64 / 1e6;
+            if let Some(g) = &self.sync_lag {
+                g.set(lag);
+            }
+            h.sync_lag_seconds = Some(lag);
+            let already = h.problems.iter().any(|p| p.starts_with("sync lag"));
+            if lag > lag_max_secs && !already {
+                h.problems
+                    .push(format!("sync lag {lag:.1} s exceeds {lag_max_secs} s"));
+                h.healthy = false;
+                "unhealthy".clone_into(&mut h.status);
+            }
+        }
+        h
+    }
 }
 
 /// Totals since start (also in the metrics), for tests and the bench.
@@ -260,6 +289,10 @@ impl Deduplicator {
                 }
             })
             .collect();
+        let shared = Shared {
+            sync_lag: Some(metrics.sync_lag_seconds.clone()),
+            ..Shared::default()
+        };
         Ok(Self {
             prod_delay: cfg.sync.retry_delay_min,
             job_delay: cfg.sync.retry_delay_min,
@@ -269,7 +302,7 @@ impl Deduplicator {
             prod_next_attempt: now,
             planner: None,
             metrics,
-            shared: Shared::default(),
+            shared,
             totals: Totals::default(),
             rows_per_range: 0.0,
             next_state_sync: now,
@@ -1541,4 +1574,44 @@ fn upsert_state(client: &mut Client, table: Table, body: &[u8]) -> Result<u64, p
     )?;
     tx.commit()?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The lag is measured at read time: a service loop blocked in a job (a held lock in
+    // production) must not freeze it.
+    #[test]
+    fn lag_grows_while_the_loop_is_blocked() {
+        let gauge = prometheus::Gauge::new("lag", "lag").unwrap();
+        let shared = Shared {
+            sync_lag: Some(gauge.clone()),
+            ..Shared::default()
+        };
+        {
+            let mut h = shared.health.lock();
+            h.frontier_ts = Some(1_000_000_000);
+            h.sync_lag_seconds = Some(1.0);
+            h.healthy = true;
+            h.status = "ok".to_owned();
+        }
+        let h = shared.health_at(1_000_000_000 + 5_000_000, 30.0);
+        assert!(h.healthy);
+        assert_eq!(h.sync_lag_seconds, Some(5.0));
+        assert_eq!(gauge.get(), 5.0);
+
+        let h = shared.health_at(1_000_000_000 + 45_500_000, 30.0);
+        assert!(!h.healthy);
+        assert_eq!(h.status, "unhealthy");
+        assert_eq!(h.sync_lag_seconds, Some(45.5));
+        assert_eq!(gauge.get(), 45.5);
+        assert_eq!(h.problems, vec!["sync lag 45.5 s exceeds 30 s".to_owned()]);
+        // The stored snapshot is not changed by reading it.
+        assert!(shared.health.lock().healthy);
+
+        // Before production's state is loaded there is no frontier and no lag.
+        let empty = Shared::default();
+        assert_eq!(empty.health_at(5, 30.0).sync_lag_seconds, None);
+    }
 }
