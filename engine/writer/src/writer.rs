@@ -568,6 +568,9 @@ fn send_failure(
     }
 }
 
+/// The action of a failure to start a COPY (see `WriterCore::fail` for why it matters).
+const COPY_START: &str = "starting COPY";
+
 /// COPY one body (tuples without header and trailer) into `table` within `tx`.
 fn send_body(
     tx: &mut postgres::Transaction<'_>,
@@ -579,7 +582,7 @@ fn send_body(
     const CHUNK: usize = 256 << 10;
     let mut w = tx
         .copy_in(&path.copy)
-        .map_err(|e| send_failure(&e, "starting COPY", Some(table), batch))?;
+        .map_err(|e| send_failure(&e, COPY_START, Some(table), batch))?;
     let mut io = w.write_all(COPY_HEADER).err();
     for part in body {
         if io.is_some() {
@@ -1191,6 +1194,15 @@ impl WriterCore {
             }
         }
         if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            self.conn = None;
+        }
+        if f.action == COPY_START && f.sqlstate.is_some() {
+            // The server refused the COPY before entering COPY mode (lock or statement timeout,
+            // cancel, undefined column, ...). The client sent a Sync with the COPY's Execute and
+            // sends another with the CopyFail of the dropped sink, so the server answers with
+            // two ReadyForQuery and the next statement on this session fails with "unexpected
+            // message from server" (rust-postgres/rust-postgres#789), which would be counted as
+            // a `connection` error that never happened. Drop the session; the retry reconnects.
             self.conn = None;
         }
         self.report.last_failure = Some(f.to_string());
