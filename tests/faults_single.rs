@@ -96,8 +96,7 @@ fn report(scenario: &str, injected: &str, recovery: Duration, truth: &kalshi_ver
         truth.deltas_found,
         truth.books_checked
     );
-    eprintln!("{line}");
-    println!("{line}");
+    single::say(&line);
 }
 
 // High error rate, timeout: another session holds an ACCESS EXCLUSIVE lock on the table every
@@ -353,10 +352,10 @@ fn slow_database_raises_flush_latency_and_loses_nothing() {
         "a slow database is not a failing one: no writer error expected"
     );
     let mean_after = mean_flush(&rec.last, &last_fault_page);
-    eprintln!(
+    single::say(&format!(
         "faults: {scenario}: mean flush {:.3} s before, {mean_fault:.3} s during the fault, {mean_after:.3} s after",
         mean_before
-    );
+    ));
     assert!(
         slow1 >= slow0 + 5.0,
         "flushes slower than 0.5 s: {slow0} -> {slow1}"

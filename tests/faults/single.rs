@@ -44,8 +44,13 @@ static DIRS: AtomicU64 = AtomicU64::new(0);
 /// Prints why a scenario cannot run here. The test then returns without failing: a missing
 /// privilege is not a defect of the code under test, but it must never look like a pass.
 pub(crate) fn skip(scenario: &str, reason: &str) {
-    eprintln!("faults: SKIPPED {scenario}: {reason}");
-    println!("faults: SKIPPED {scenario}: {reason}");
+    say(&format!("faults: SKIPPED {scenario}: {reason}"));
+}
+
+/// Writes a line to the real standard error, past the test harness's output capture, so that
+/// it shows in a CI log of passing tests too (SKIPPED notices, measured recovery times).
+pub(crate) fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// A fresh work directory under the system temp dir (world-traversable, so that a tablespace
@@ -707,9 +712,9 @@ impl Recorder {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        eprintln!(
+        say(&format!(
             "faults: {scenario}: promtool confirms {alert} {expected:?} at step {firing_at}, quiet at steps {quiet_at:?}"
-        );
+        ));
         true
     }
 }
