@@ -919,11 +919,6 @@ impl WriterCore {
             self.metrics.spool_full.set(1);
             return Ok(());
         }
-        if self.spool_was_full {
-            info!("writer: spool has room again; ingest resumes");
-            self.spool_was_full = false;
-            self.metrics.spool_full.set(0);
-        }
         let now_us = unix_now_us();
         // The batch id is the writer's durable watermark once committed (the deduplicator reads
         // max(batch_id)). It is the *arrival floor*: the oldest time at which every ring was last
@@ -941,10 +936,19 @@ impl WriterCore {
             // until then the rings fill up and producers are held back.
             error!("writer: {e}; holding back ingest and retrying");
             self.metrics.spool_full.set(1);
+            self.spool_was_full = true;
             self.open.id = 0;
             std::thread::sleep(self.delay);
             self.bump_delay();
             return Ok(());
+        }
+        if self.spool_was_full {
+            // Cleared only once a batch is in the spool again: after a failed append (disk
+            // full) too, not only after the size bound, or `writer_spool_full` (and /health)
+            // would stay 1 for good.
+            info!("writer: spool has room again; ingest resumes");
+            self.spool_was_full = false;
+            self.metrics.spool_full.set(0);
         }
         self.next_id = id + 1;
         self.shared
