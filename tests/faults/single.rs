@@ -799,6 +799,19 @@ impl Tmpfs {
         Ok(tmpfs)
     }
 
+    /// Fills the file system with `name` but for `leave` bytes. Returns the filler's size.
+    pub(crate) fn fill_leaving(&self, name: &str, leave: u64) -> u64 {
+        let written = self.fill(name);
+        let size = written.saturating_sub(leave);
+        std::fs::File::options()
+            .write(true)
+            .open(self.path.join(name))
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+        size
+    }
+
     /// Fills the file system with `name` until the write fails (no space left).
     pub(crate) fn fill(&self, name: &str) -> u64 {
         let mut f = std::fs::File::create(self.path.join(name)).unwrap();
