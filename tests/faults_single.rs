@@ -295,6 +295,92 @@ fn schema_mismatch_is_labelled_constraint_and_replays() {
     );
 }
 
+// High error rate, constraint (rejected rows, class 23): a CHECK constraint added NOT VALID to
+// trades rejects every trade priced at 50 cents or more (as a migration with a wrong rule
+// would). Each batch holding such a trade fails with 23514 and counts as
+// `writer_errors_total{type="constraint"}` (nothing else); the writer isolates the rejected rows
+// by bisection, commits the others and moves the rejected ones to the dead-letter log
+// (`writer_quarantined_rows_total{table="trades"}` counts them, one dead letter each). The
+// constraint is dropped; dead letters are not replayed by the writer, so the test replays them
+// the way an operator would (COPY of the dead-letter tuples) and then the local database passes
+// the full truth check: the dead-letter log plus the table hold every trade exactly once.
+#[test]
+fn rejected_rows_are_quarantined_not_lost() {
+    let scenario = "writer-rejected-rows";
+    let mut rig = Rig::start(scenario, RigOptions::new(37));
+    let mut rec = Recorder::new(NAMES);
+    for _ in 0..3 {
+        rec.step(&rig.gatherer);
+    }
+    let (conn0, cons0, time0) = error_counts(&rec.last);
+    let mut admin = rig.db();
+    admin
+        .batch_execute(
+            "ALTER TABLE trades ADD CONSTRAINT kalshi_fault_price CHECK (yes_price_e6 < 500000) NOT VALID",
+        )
+        .unwrap();
+    let quarantined = |p: &str| {
+        metric(p, "writer_quarantined_rows_total", "table=\"trades\"")
+    };
+    let fault_start = rec.len();
+    rec.until(&rig.gatherer, 120, "rows quarantined", |p| quarantined(p) >= 10.0);
+    while rec.len() - fault_start < 10 {
+        rec.step(&rig.gatherer);
+    }
+    admin
+        .batch_execute("ALTER TABLE trades DROP CONSTRAINT kalshi_fault_price")
+        .unwrap();
+    let recovery = record_recovery(&mut rec, &rig, "writer recovered after the fix");
+    for _ in 0..2 {
+        rec.step(&rig.gatherer);
+    }
+    let page = rec.last.clone();
+    let (conn1, cons1, time1) = error_counts(&page);
+    assert_eq!(
+        (conn1, time1),
+        (conn0, time0),
+        "rejected rows must count only as type=\"constraint\""
+    );
+    assert!(cons1 > cons0, "constraint errors {cons0} -> {cons1}");
+    // Every dead letter is a trade the constraint rejected, one per quarantined row.
+    let dead = kalshi_writer::read_dead_letters(&rig.spool).unwrap();
+    let columns = kalshi_writer::Table::Trades.columns();
+    let price_at = columns.iter().position(|c| *c == "yes_price_e6").unwrap();
+    let mut body = b"PGCOPY\n\xff\r\n\0".to_vec();
+    body.extend(0i32.to_be_bytes());
+    body.extend(0i32.to_be_bytes());
+    for letter in &dead {
+        assert_eq!(letter.table, kalshi_writer::Table::Trades, "{letter:?}");
+        assert_eq!(letter.sqlstate, "23514", "{letter:?}");
+        let fields = kalshi_writer::copy::tuple_fields(&letter.tuple).unwrap();
+        let price = i64::from_be_bytes(fields[price_at].unwrap().try_into().unwrap());
+        assert!(price >= 500_000, "a trade at {price} was quarantined");
+        body.extend(&letter.tuple);
+    }
+    body.extend((-1i16).to_be_bytes());
+    assert_eq!(dead.len() as f64, quarantined(&page));
+    // The operator's replay of the dead letters.
+    let mut copy = admin
+        .copy_in(&format!(
+            "COPY trades ({}) FROM STDIN (FORMAT binary)",
+            columns.join(", ")
+        ))
+        .unwrap();
+    std::io::Write::write_all(&mut copy, &body).unwrap();
+    copy.finish().unwrap();
+    let truth = rig.finish(false);
+    report(
+        scenario,
+        &format!(
+            "CHECK (yes_price_e6 < 500000) NOT VALID on trades for {} steps; {} rows quarantined and replayed; constraint errors {cons0} -> {cons1}",
+            rec.len() - fault_start,
+            dead.len()
+        ),
+        recovery,
+        &truth,
+    );
+}
+
 // Performance degradation: a statement trigger sleeps 0.6 s on every COPY into
 // orderbook_deltas. `writer_flush_duration_seconds` shows it (flushes slower than 0.5 s are
 // counted only during the fault; a lower bound the sleep guarantees, not a timing guess), no
@@ -603,7 +689,7 @@ fn database_disk_full_spools_and_recovers() {
 }
 
 // Gatherer down, OOM kill: the gatherer runs in a cgroup v1 memory group whose limit is set a
-// few MiB above what it has charged there, with its spool on a tmpfs (tmpfs pages are charged to
+// 2 MiB above what it has charged there, with its spool on a tmpfs (tmpfs pages are charged to
 // the writer's group and cannot be reclaimed without swap), so its own growth takes it over
 // the limit and the kernel's OOM killer ends it (SIGKILL, `oom_kill` counted by the group).
 // `up` is 0: with one gatherer that is AllGatherersDown (SingleGathererDown stays quiet: it is
@@ -638,7 +724,7 @@ fn oom_killed_gatherer_restarts_and_backfills() {
         return skip(scenario, &format!("cannot move the gatherer into the group: {e}"));
     }
     let usage = group.number("memory.usage_in_bytes");
-    let limit = usage + (4 << 20);
+    let limit = usage + (2 << 20);
     if let Err(e) = group.write("memory.limit_in_bytes", &limit.to_string()) {
         return skip(scenario, &format!("cannot set memory.limit_in_bytes: {e}"));
     }
@@ -716,7 +802,7 @@ fn oom_killed_gatherer_restarts_and_backfills() {
     report(
         scenario,
         &format!(
-            "limit usage+4 MiB ({limit} bytes); OOM-killed after {killed_after} steps (oom_kill {oom_kills}); down {} steps; gap recorded, {backfilled} trades backfilled",
+            "limit usage+2 MiB ({limit} bytes); OOM-killed after {killed_after} steps (oom_kill {oom_kills}); down {} steps; gap recorded, {backfilled} trades backfilled",
             last_down + 1 - down_from + 1
         ),
         recovery,

@@ -295,6 +295,8 @@ pub(crate) struct Rig {
     pub(crate) gatherer: Gatherer,
     sim: Sim,
     pub(crate) pg: PgCluster,
+    /// The gatherer's spool directory.
+    pub(crate) spool: PathBuf,
     /// Exchange time once the gatherer was healthy plus 2 s: capture is complete from here.
     pub(crate) from_ts: i64,
 }
@@ -417,6 +419,7 @@ shutdown_timeout_ms = 90000
             gatherer,
             sim,
             pg,
+            spool,
             from_ts: 0,
         };
         rig.from_ts = rig.exchange_time_us();
