@@ -138,7 +138,9 @@ fn writer_timeouts_are_labelled_timeout_and_lose_nothing() {
     let after_lock_timeouts = errors(&rec.last, "timeout");
 
     // Phase 2: no lock_timeout; the writer waits on the lock until its statement is cancelled.
-    admin.batch_execute("ALTER SYSTEM RESET lock_timeout").unwrap();
+    admin
+        .batch_execute("ALTER SYSTEM RESET lock_timeout")
+        .unwrap();
     admin.batch_execute("SELECT pg_reload_conf()").unwrap();
     let mut cancelled = 0;
     while rec.len() - fault_start < HIGH_ERROR_RATE_STEPS || cancelled < 2 {
@@ -251,7 +253,10 @@ fn schema_mismatch_is_labelled_constraint_and_replays() {
     }
     let last_fault = rec.len() - 1;
     let during = rec.last.clone();
-    assert!(spool_batches(&during) > 0.0, "the spool should hold the batches");
+    assert!(
+        spool_batches(&during) > 0.0,
+        "the spool should hold the batches"
+    );
     admin
         .batch_execute("ALTER TABLE orderbook_deltas RENAME COLUMN delta_e2_renamed TO delta_e2")
         .unwrap();
@@ -319,11 +324,11 @@ fn rejected_rows_are_quarantined_not_lost() {
             "ALTER TABLE trades ADD CONSTRAINT kalshi_fault_price CHECK (yes_price_e6 < 500000) NOT VALID",
         )
         .unwrap();
-    let quarantined = |p: &str| {
-        metric(p, "writer_quarantined_rows_total", "table=\"trades\"")
-    };
+    let quarantined = |p: &str| metric(p, "writer_quarantined_rows_total", "table=\"trades\"");
     let fault_start = rec.len();
-    rec.until(&rig.gatherer, 120, "rows quarantined", |p| quarantined(p) >= 10.0);
+    rec.until(&rig.gatherer, 120, "rows quarantined", |p| {
+        quarantined(p) >= 10.0
+    });
     while rec.len() - fault_start < 10 {
         rec.step(&rig.gatherer);
     }
@@ -423,7 +428,11 @@ fn slow_database_raises_flush_latency_and_loses_nothing() {
         .batch_execute("DROP TRIGGER kalshi_fault_slow ON orderbook_deltas")
         .unwrap();
     let last_fault_page = rec.last.clone();
-    let fast0 = metric(&rec.last, "writer_flush_duration_seconds_bucket", "le=\"0.25\"");
+    let fast0 = metric(
+        &rec.last,
+        "writer_flush_duration_seconds_bucket",
+        "le=\"0.25\"",
+    );
     let lifted = Instant::now();
     rec.until(&rig.gatherer, 120, "flushes fast again", |p| {
         metric(p, "writer_flush_duration_seconds_bucket", "le=\"0.25\"") > fast0 + 2.0
@@ -501,7 +510,10 @@ fn spool_disk_full_holds_back_ingest_and_loses_nothing() {
     }
     let quiet_before = rec.len() - 1;
     let usage0 = disk_usage(&rec.last, "spool");
-    assert!(usage0 < 0.8, "the spool tmpfs is {usage0} full before the fault");
+    assert!(
+        usage0 < 0.8,
+        "the spool tmpfs is {usage0} full before the fault"
+    );
     let filler = fs.fill_leaving("filler", 3 << 19);
     rig.pg.stop().unwrap();
     let fault_start = rec.len();
@@ -532,9 +544,12 @@ fn spool_disk_full_holds_back_ingest_and_loses_nothing() {
     );
     rig.pg.start_again().unwrap();
     let lifted = Instant::now();
-    rec.until(&rig.gatherer, 240, "spool replayed and ingest resumed", |p| {
-        !p.is_empty() && metric(p, "writer_spool_full", "") == 0.0 && spool_batches(p) <= 2.0
-    });
+    rec.until(
+        &rig.gatherer,
+        240,
+        "spool replayed and ingest resumed",
+        |p| !p.is_empty() && metric(p, "writer_spool_full", "") == 0.0 && spool_batches(p) <= 2.0,
+    );
     let recovery = lifted.elapsed();
     std::fs::remove_file(fs.path.join("filler")).unwrap();
     rec.until(&rig.gatherer, 60, "the spool disk below 80 %", |p| {
@@ -638,7 +653,10 @@ fn database_disk_full_spools_and_recovers() {
     }
     let last_fault = rec.len() - 1;
     let page = rec.last.clone();
-    assert!(spool_batches(&page) > 2.0, "the spool should hold the batches");
+    assert!(
+        spool_batches(&page) > 2.0,
+        "the spool should hold the batches"
+    );
     assert!(disk_usage(&page, "data") > 0.8);
     assert!(
         rig.gatherer.log().contains("SQLSTATE 53100"),
@@ -704,13 +722,11 @@ fn oom_killed_gatherer_restarts_and_backfills() {
         Ok(fs) => fs,
         Err(reason) => return skip(scenario, &reason),
     };
-    let group = match single::MemoryCgroup::create(&format!(
-        "kalshi-faults-oom-{}",
-        std::process::id()
-    )) {
-        Ok(g) => g,
-        Err(reason) => return skip(scenario, &reason),
-    };
+    let group =
+        match single::MemoryCgroup::create(&format!("kalshi-faults-oom-{}", std::process::id())) {
+            Ok(g) => g,
+            Err(reason) => return skip(scenario, &reason),
+        };
     let mut options = RigOptions::new(36);
     options.spool = Some(spool.path.clone());
     let mut rig = Rig::start(scenario, options);
@@ -721,7 +737,10 @@ fn oom_killed_gatherer_restarts_and_backfills() {
     let quiet_before = rec.len() - 1;
     let pid = rig.gatherer.pid().unwrap();
     if let Err(e) = group.write("cgroup.procs", &pid.to_string()) {
-        return skip(scenario, &format!("cannot move the gatherer into the group: {e}"));
+        return skip(
+            scenario,
+            &format!("cannot move the gatherer into the group: {e}"),
+        );
     }
     let usage = group.number("memory.usage_in_bytes");
     let limit = usage + (2 << 20);

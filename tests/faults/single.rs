@@ -57,10 +57,7 @@ pub(crate) fn say(line: &str) {
 /// directory below it can be reached by the `postgres` user).
 pub(crate) fn work_dir(tag: &str) -> PathBuf {
     let n = DIRS.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!(
-        "kalshi-faults1-{}-{tag}-{n}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("kalshi-faults1-{}-{tag}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -493,10 +490,7 @@ shutdown_timeout_ms = 90000
         let report =
             kalshi_verify::check(&mut client, &truth, window, TradeRule::OnceFromWebSocket)
                 .unwrap();
-        assert!(
-            ok(&report),
-            "truth check failed after the stop:\n{report}"
-        );
+        assert!(ok(&report), "truth check failed after the stop:\n{report}");
         assert!(
             report.trades_expected > 50,
             "only {} trades in the window: the run proves little",
@@ -610,7 +604,10 @@ impl Recorder {
                 return n;
             }
         }
-        panic!("{what}: not reached within {limit} steps; last page:\n{}", self.last);
+        panic!(
+            "{what}: not reached within {limit} steps; last page:\n{}",
+            self.last
+        );
     }
 
     /// The value of a recorded series at `step` (`key` as recorded, without job/instance:
@@ -829,7 +826,6 @@ impl Tmpfs {
         let _ = f.sync_all();
         written
     }
-
 }
 
 impl Drop for Tmpfs {
@@ -902,6 +898,9 @@ impl Drop for MemoryCgroup {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        eprintln!("faults: could not remove the cgroup {}", self.path.display());
+        eprintln!(
+            "faults: could not remove the cgroup {}",
+            self.path.display()
+        );
     }
 }
