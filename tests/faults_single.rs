@@ -34,9 +34,14 @@ const NAMES: &[&str] = &[
     "ws_client_messages_received_total",
 ];
 
-/// Steps a writer fault is held: `HighWriterErrorRate` reads a 5-minute window (20 steps) and
-/// has `for: 5m` (20 more), so the window must first lose the rows inserted before the fault.
-const HIGH_ERROR_RATE_STEPS: usize = 44;
+/// The last step a writer fault must be held to for `HighWriterErrorRate` to fire there. The
+/// rule reads a 5-minute window (20 steps) and has `for: 5m` (20 more): the ratio is 1 once the
+/// window holds an error and no longer holds the rows inserted before the fault (nothing is
+/// inserted during it), then it must stay so for 20 steps; 2 steps of margin each for the
+/// window edges of `increase()`.
+fn high_error_rate_step(fault_start: usize, first_error: usize) -> usize {
+    first_error.max(fault_start + 22) + 22
+}
 
 fn errors(page: &str, kind: &str) -> f64 {
     metric(page, "writer_errors_total", &format!("type=\"{kind}\""))
@@ -100,9 +105,9 @@ fn report(scenario: &str, injected: &str, recovery: Duration, truth: &kalshi_ver
 }
 
 // High error rate, timeout: another session holds an ACCESS EXCLUSIVE lock on the table every
-// batch COPYs into. First with `ALTER SYSTEM SET lock_timeout` (55P03), then with the server's
-// lock_timeout reset and the waiting writer statement cancelled (57014, what a statement
-// timeout raises). Only `writer_errors_total{type="timeout"}` grows, the spool holds every
+// batch COPYs into. First with `ALTER SYSTEM SET lock_timeout` (reloaded before the lock is
+// taken: 55P03), then with the server's lock_timeout reset and the waiting writer statement
+// cancelled (57014, the SQLSTATE a statement timeout raises). Only `writer_errors_total{type="timeout"}` grows, the spool holds every
 // batch, HighWriterErrorRate fires; the blocker is ended as the runbook says
 // (pg_terminate_backend) and the spool replays: nothing lost or doubled, deltas and books equal.
 #[test]
@@ -116,6 +121,15 @@ fn writer_timeouts_are_labelled_timeout_and_lose_nothing() {
     let quiet_before = rec.len() - 1;
     let (conn0, cons0, time0) = error_counts(&rec.last);
 
+    // lock_timeout first: a session applies a reloaded setting before its next statement, so
+    // two steps later every statement of the writer carries it.
+    let mut admin = rig.db();
+    admin
+        .batch_execute("ALTER SYSTEM SET lock_timeout = '300ms'")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    rec.step(&rig.gatherer);
+    rec.step(&rig.gatherer);
     let mut blocker = rig.db();
     blocker
         .batch_execute(
@@ -126,15 +140,18 @@ fn writer_timeouts_are_labelled_timeout_and_lose_nothing() {
         .query_one("SELECT pg_backend_pid()", &[])
         .unwrap()
         .get(0);
-    let mut admin = rig.db();
-    admin
-        .batch_execute("ALTER SYSTEM SET lock_timeout = '300ms'")
-        .unwrap();
-    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
     let fault_start = rec.len();
     rec.until(&rig.gatherer, 120, "lock timeouts counted", |p| {
         errors(p, "timeout") > time0
     });
+    let first_error = rec.len() - 1;
+    while !rig.gatherer.log().contains("SQLSTATE 55P03") {
+        assert!(
+            rec.len() - first_error < 30,
+            "no lock timeout (55P03) logged"
+        );
+        rec.step(&rig.gatherer);
+    }
     let after_lock_timeouts = errors(&rec.last, "timeout");
 
     // Phase 2: no lock_timeout; the writer waits on the lock until its statement is cancelled.
@@ -143,7 +160,8 @@ fn writer_timeouts_are_labelled_timeout_and_lose_nothing() {
         .unwrap();
     admin.batch_execute("SELECT pg_reload_conf()").unwrap();
     let mut cancelled = 0;
-    while rec.len() - fault_start < HIGH_ERROR_RATE_STEPS || cancelled < 2 {
+    let hold_to = high_error_rate_step(fault_start, first_error);
+    while rec.len() <= hold_to || cancelled < 2 {
         assert!(
             rec.len() - fault_start < 240,
             "the writer was never seen waiting on the lock"
@@ -247,7 +265,8 @@ fn schema_mismatch_is_labelled_constraint_and_replays() {
     rec.until(&rig.gatherer, 120, "constraint errors counted", |p| {
         errors(p, "constraint") > cons0
     });
-    while rec.len() - fault_start < HIGH_ERROR_RATE_STEPS {
+    let hold_to = high_error_rate_step(fault_start, rec.len() - 1);
+    while rec.len() <= hold_to {
         rec.step(&rig.gatherer);
         rig.gatherer.assert_running();
     }
@@ -647,7 +666,8 @@ fn database_disk_full_spools_and_recovers() {
     rec.until(&rig.gatherer, 120, "disk-full errors counted", |p| {
         errors(p, "connection") > conn0
     });
-    while rec.len() - fault_start < HIGH_ERROR_RATE_STEPS {
+    let hold_to = high_error_rate_step(fault_start, rec.len() - 1);
+    while rec.len() <= hold_to {
         rec.step(&rig.gatherer);
         rig.gatherer.assert_running();
     }

@@ -518,6 +518,18 @@ shutdown_timeout_ms = 90000
     }
 }
 
+impl Drop for Rig {
+    /// Removes the work directory (truth log, logs) after a passing test; keeps it for the
+    /// post-mortem of a failing one.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("faults: work directory kept: {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 /// Samples of selected metrics of the one gatherer, one column per step.
 pub(crate) struct Recorder {
     names: Vec<&'static str>,
@@ -833,6 +845,11 @@ impl Drop for Tmpfs {
         let status = Command::new("umount").arg(&self.path).status();
         if !status.is_ok_and(|s| s.success()) {
             let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+        // The mount point and its scenario directory, when empty.
+        let _ = std::fs::remove_dir(&self.path);
+        if let Some(parent) = self.path.parent() {
+            let _ = std::fs::remove_dir(parent);
         }
     }
 }
