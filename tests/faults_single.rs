@@ -726,10 +726,11 @@ fn database_disk_full_spools_and_recovers() {
     drop(data);
 }
 
-// Gatherer down, OOM kill: the gatherer runs in a cgroup v1 memory group whose limit is set a
-// 2 MiB above what it has charged there, with its spool on a tmpfs (tmpfs pages are charged to
-// the writer's group and cannot be reclaimed without swap), so its own growth takes it over
-// the limit and the kernel's OOM killer ends it (SIGKILL, `oom_kill` counted by the group).
+// Gatherer down, OOM kill: the running gatherer is moved into a cgroup v1 memory group (a child
+// of the test's own) whose limit is then set 2 MiB above what it has charged there, with its
+// spool on a tmpfs (tmpfs pages are charged to the writer's group and cannot be reclaimed
+// without swap), so its own growth takes it over the limit and the kernel's OOM killer ends it
+// (SIGKILL, `oom_kill` counted by the group).
 // `up` is 0: with one gatherer that is AllGatherersDown (SingleGathererDown stays quiet: it is
 // suppressed when no gatherer is up). Restarted outside the group with the same config and
 // spool, it replays the spool, records the missed window as a gap and backfills it: every trade
@@ -767,6 +768,9 @@ fn oom_killed_gatherer_restarts_and_backfills() {
     if let Err(e) = group.write("memory.limit_in_bytes", &limit.to_string()) {
         return skip(scenario, &format!("cannot set memory.limit_in_bytes: {e}"));
     }
+    // With swap, tmpfs pages could be swapped out instead: bound memory + swap too (the file
+    // exists when the kernel accounts swap).
+    let _ = group.write("memory.memsw.limit_in_bytes", &limit.to_string());
     let fault_start = rec.len();
     let mut status = None;
     for _ in 0..300 {

@@ -854,14 +854,16 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A cgroup v1 memory controller group for one scenario; removed on drop.
+/// A cgroup v1 memory controller group for one scenario, a child of this process's own memory
+/// group (so that the machine's accounting of the test still holds it); removed on drop.
 pub(crate) struct MemoryCgroup {
     pub(crate) path: PathBuf,
+    parent: PathBuf,
 }
 
 impl MemoryCgroup {
-    /// Creates `/sys/fs/cgroup/memory/<name>`. Err(reason) when there is no cgroup v1 memory
-    /// controller or it cannot be written.
+    /// Creates `<this process's memory group>/<name>`. Err(reason) when there is no cgroup v1
+    /// memory controller or it cannot be written.
     pub(crate) fn create(name: &str) -> Result<MemoryCgroup, String> {
         let root = Path::new("/sys/fs/cgroup/memory");
         if !root.join("memory.limit_in_bytes").is_file() {
@@ -871,10 +873,23 @@ impl MemoryCgroup {
                     .to_owned(),
             );
         }
-        let path = root.join(name);
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                controllers
+                    .split(',')
+                    .any(|c| c == "memory")
+                    .then(|| path.trim_start_matches('/').to_owned())
+            })
+            .unwrap_or_default();
+        let parent = root.join(own);
+        let path = parent.join(name);
         std::fs::create_dir(&path)
             .map_err(|e| format!("cannot create the memory cgroup {}: {e}", path.display()))?;
-        Ok(MemoryCgroup { path })
+        Ok(MemoryCgroup { path, parent })
     }
 
     /// Writes `value` into the control file `file`.
@@ -904,10 +919,10 @@ impl MemoryCgroup {
 
 impl Drop for MemoryCgroup {
     fn drop(&mut self) {
-        // Move anything left back to the root group, then remove the group.
+        // Move anything left back to the parent group, then remove the group.
         let procs = self.read("cgroup.procs");
         for pid in procs.lines() {
-            let _ = std::fs::write("/sys/fs/cgroup/memory/cgroup.procs", pid);
+            let _ = std::fs::write(self.parent.join("cgroup.procs"), pid);
         }
         for _ in 0..50 {
             if std::fs::remove_dir(&self.path).is_ok() {
