@@ -299,6 +299,15 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
             resume_from_us,
         } => {
             let mut rest = tickers;
+            // The first discovery pass after a restart (`resume_from_us` set) may assign its
+            // markets in several commands. A new connection's resume window covers the markets
+            // it starts with; one added to an existing connection, whose window may be closed
+            // already, is backfilled from the resume point like a newly listed market, or its
+            // trades between the resume point and its subscription would be lost.
+            let listed_on_existing = match (listed_at_us, resume_from_us) {
+                (Some(listed), Some(resume)) => Some(listed.min(resume)),
+                (listed, resume) => listed.or(resume),
+            };
             for conn in ctx.conns.borrow().iter() {
                 if rest.is_empty() {
                     break;
@@ -307,8 +316,8 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
                 if c.lifecycle || c.manager.free_slots() == 0 {
                     continue;
                 }
-                let overflow = c.manager.add_markets(&rest, listed_at_us);
-                note_listed(ctx, &mut c, &rest, &overflow, listed_at_us);
+                let overflow = c.manager.add_markets(&rest, listed_on_existing);
+                note_listed(ctx, &mut c, &rest, &overflow, listed_on_existing);
                 rest = overflow;
             }
             while !rest.is_empty() {
