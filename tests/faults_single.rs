@@ -736,7 +736,6 @@ fn database_disk_full_spools_and_recovers() {
 // spool, it replays the spool, records the missed window as a gap and backfills it: every trade
 // of the truth log is stored, none twice from the WebSocket.
 #[test]
-#[ignore = "intermittent trade loss after the restart (about 1 run in 6): the restart's gap covered 14 of 24 markets and 138 trades of the others were never backfilled; see tests/README.md, Single-gatherer fault tests, Findings. Run with --ignored"]
 fn oom_killed_gatherer_restarts_and_backfills() {
     let scenario = "gatherer-oom-killed";
     let base = single::work_dir(scenario);
