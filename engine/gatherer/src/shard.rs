@@ -299,12 +299,15 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
             resume_from_us,
         } => {
             let mut rest = tickers;
-            // The first discovery pass after a restart assigns markets page by page: a
-            // connection created for an earlier page may already be connected, its resume gap
-            // recorded without the markets of a later page. Those get their window since the
-            // resume point backfilled like a new listing's (from then until the trade
-            // subscription covers them).
-            let since = listed_at_us.or(resume_from_us);
+            // The first discovery pass after a restart (`resume_from_us` set) may assign its
+            // markets in several commands. A new connection's resume window covers the markets
+            // it starts with; one added to an existing connection, whose window may be closed
+            // already, is backfilled from the resume point like a newly listed market, or its
+            // trades between the resume point and its subscription would be lost.
+            let listed_on_existing = match (listed_at_us, resume_from_us) {
+                (Some(listed), Some(resume)) => Some(listed.min(resume)),
+                (listed, resume) => listed.or(resume),
+            };
             for conn in ctx.conns.borrow().iter() {
                 if rest.is_empty() {
                     break;
@@ -313,8 +316,8 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
                 if c.lifecycle || c.manager.free_slots() == 0 {
                     continue;
                 }
-                let overflow = c.manager.add_markets(&rest, since);
-                note_listed(ctx, &mut c, &rest, &overflow, since);
+                let overflow = c.manager.add_markets(&rest, listed_on_existing);
+                note_listed(ctx, &mut c, &rest, &overflow, listed_on_existing);
                 rest = overflow;
             }
             while !rest.is_empty() {
@@ -601,26 +604,14 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
                     return;
                 }
                 failures += 1;
-                let now = now_us();
-                let decision = backoff.on_failure(now, failure_kind(&error));
-                let retry_ms = match decision {
-                    RetryDecision::RetryAt(at) => (at - now) / 1000,
-                    RetryDecision::Stop => -1,
-                };
-                // Every attempt at debug level (the reconnect schedule, for diagnosis and the
-                // fault tests); the first three and every 20th at warn.
                 if failures <= 3 || failures.is_multiple_of(20) {
                     log::warn!(
-                        "connection {id}: connecting to {} failed ({} times): {error}; retrying in {retry_ms} ms",
+                        "connection {id}: connecting to {} failed ({} times): {error}",
                         shared.ws_url.as_string(),
                         failures
                     );
-                } else {
-                    log::debug!(
-                        "connection {id}: connecting failed ({failures} times): {error}; retrying in {retry_ms} ms"
-                    );
                 }
-                match decision {
+                match backoff.on_failure(now_us(), failure_kind(&error)) {
                     RetryDecision::RetryAt(at) => sleep_until(shared, at).await,
                     RetryDecision::Stop => return,
                 }
@@ -702,12 +693,7 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
                 FailureKind::Protocol
             }
         };
-        let now = now_us();
-        let decision = backoff.on_failure(now, kind);
-        if let RetryDecision::RetryAt(at) = decision {
-            log::debug!("connection {id}: reconnecting in {} ms", (at - now) / 1000);
-        }
-        match decision {
+        match backoff.on_failure(now_us(), kind) {
             RetryDecision::RetryAt(at) => sleep_until(shared, at).await,
             RetryDecision::Stop => break,
         }

@@ -366,8 +366,13 @@ impl Spool {
             .write(true)
             .open(&path)
             .map_err(|e| io_err("create spool segment", &path, e))?;
-        file.write_all(SEGMENT_HEADER)
-            .map_err(|e| io_err("write the header of spool segment", &path, e))?;
+        if let Err(e) = file.write_all(SEGMENT_HEADER) {
+            // Disk full: leave no untracked file behind, or every retry with the same key
+            // would fail on it with "File exists" for good.
+            drop(file);
+            let _ignored = fs::remove_file(&path);
+            return Err(io_err("write the header of spool segment", &path, e));
+        }
         if self.cfg.fsync {
             file.sync_all()
                 .map_err(|e| io_err("sync spool segment", &path, e))?;
@@ -386,11 +391,12 @@ impl Spool {
         Ok(())
     }
 
-    /// Stop appending to the active segment; delete it if it holds nothing uncommitted.
+    /// Stop appending to the active segment; delete every segment that holds nothing
+    /// uncommitted. That includes one left without an active writer by a failed append (disk
+    /// full), whose key the retry of the same batch would otherwise collide with.
     fn close_active(&mut self) -> Result<(), WriterError> {
-        if self.active.take().is_some() {
-            self.delete_drained()?;
-        }
+        self.active = None;
+        self.delete_drained()?;
         Ok(())
     }
 

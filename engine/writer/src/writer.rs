@@ -568,6 +568,9 @@ fn send_failure(
     }
 }
 
+/// The action of a failure to start a COPY (see `WriterCore::fail` for why it matters).
+const COPY_START: &str = "starting COPY";
+
 /// COPY one body (tuples without header and trailer) into `table` within `tx`.
 fn send_body(
     tx: &mut postgres::Transaction<'_>,
@@ -579,7 +582,7 @@ fn send_body(
     const CHUNK: usize = 256 << 10;
     let mut w = tx
         .copy_in(&path.copy)
-        .map_err(|e| send_failure(&e, "starting COPY", Some(table), batch))?;
+        .map_err(|e| send_failure(&e, COPY_START, Some(table), batch))?;
     let mut io = w.write_all(COPY_HEADER).err();
     for part in body {
         if io.is_some() {
@@ -916,11 +919,6 @@ impl WriterCore {
             self.metrics.spool_full.set(1);
             return Ok(());
         }
-        if self.spool_was_full {
-            info!("writer: spool has room again; ingest resumes");
-            self.spool_was_full = false;
-            self.metrics.spool_full.set(0);
-        }
         let now_us = unix_now_us();
         // The batch id is the writer's durable watermark once committed (the deduplicator reads
         // max(batch_id)). It is the *arrival floor*: the oldest time at which every ring was last
@@ -938,10 +936,19 @@ impl WriterCore {
             // until then the rings fill up and producers are held back.
             error!("writer: {e}; holding back ingest and retrying");
             self.metrics.spool_full.set(1);
+            self.spool_was_full = true;
             self.open.id = 0;
             std::thread::sleep(self.delay);
             self.bump_delay();
             return Ok(());
+        }
+        if self.spool_was_full {
+            // Cleared only once a batch is in the spool again: after a failed append (disk
+            // full) too, not only after the size bound, or `writer_spool_full` (and /health)
+            // would stay 1 for good.
+            info!("writer: spool has room again; ingest resumes");
+            self.spool_was_full = false;
+            self.metrics.spool_full.set(0);
         }
         self.next_id = id + 1;
         self.shared
@@ -1191,6 +1198,15 @@ impl WriterCore {
             }
         }
         if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            self.conn = None;
+        }
+        if f.action == COPY_START && f.sqlstate.is_some() {
+            // The server refused the COPY before entering COPY mode (lock or statement timeout,
+            // cancel, undefined column, ...). The client sent a Sync with the COPY's Execute and
+            // sends another with the CopyFail of the dropped sink, so the server answers with
+            // two ReadyForQuery and the next statement on this session fails with "unexpected
+            // message from server" (rust-postgres/rust-postgres#789), which would be counted as
+            // a `connection` error that never happened. Drop the session; the retry reconnects.
             self.conn = None;
         }
         self.report.last_failure = Some(f.to_string());
