@@ -39,6 +39,9 @@ fn offline_config(dir: &Path, key_file: &Path) -> GathererConfig {
         health_port: free_port(),
         markets_per_subscription: 100,
         poller_interval_s: 60,
+        shard_cores: vec![0],
+        writer_core: 1,
+        tls_roots: Vec::new(),
         extra: String::new(),
     }
 }

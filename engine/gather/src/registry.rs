@@ -18,6 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use kalshi_wire::{Aux, EventLifecycle, MarketLifecycle, Ticker};
+
+use crate::key::{MarketKey, market_key};
 use serde::Deserialize;
 
 use crate::shard::shard_for;
@@ -25,8 +27,8 @@ use crate::shard::shard_for;
 /// What the registry knows about one market (the `markets` row).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MarketInfo {
-    /// Ticker.
-    pub ticker: Ticker,
+    /// Ticker (shared with the shards and the poller: allocated once per market).
+    pub ticker: MarketKey,
     /// Event ticker (from REST or the `created` metadata; derived from the ticker when only
     /// an `activated` event was seen: the part before the last `-`).
     pub event_ticker: String,
@@ -82,14 +84,13 @@ pub enum MarketDelta {
         /// The market.
         market: MarketInfo,
     },
-    /// Unsubscribe this market on `shard`; its row gets `status`.
+    /// Unsubscribe this market on `shard`; its row is `market`, whose `status` says why
+    /// (`determined`, `finalized`, `closed`, ...) and whose `updated_ts` is the removal's.
     Removed {
         /// The owning shard.
         shard: usize,
-        /// The ticker.
-        ticker: Ticker,
-        /// Why: the new status (`determined`, `finalized`, `closed`, ...).
-        status: String,
+        /// The market's last state, with the removal's status and time.
+        market: MarketInfo,
     },
     /// An event row to upsert.
     Event(EventInfo),
@@ -144,7 +145,7 @@ struct Pass {
     filter: usize,
     cursor: Option<String>,
     seen_cursors: BTreeSet<String>,
-    seen: BTreeSet<Ticker>,
+    seen: BTreeSet<MarketKey>,
 }
 
 /// The market registry. See the module documentation.
@@ -153,7 +154,7 @@ pub struct MarketRegistry {
     n_shards: usize,
     page_limit: u32,
     include_mve: bool,
-    markets: BTreeMap<Ticker, MarketInfo>,
+    markets: BTreeMap<MarketKey, MarketInfo>,
     events: BTreeMap<String, EventInfo>,
     pass: Option<Pass>,
     deltas: VecDeque<MarketDelta>,
@@ -206,7 +207,7 @@ impl MarketRegistry {
     /// One market.
     #[must_use]
     pub fn get(&self, ticker: &str) -> Option<&MarketInfo> {
-        Ticker::new(ticker).and_then(|t| self.markets.get(&t))
+        self.markets.get(ticker)
     }
 
     /// Every market, by ticker.
@@ -215,11 +216,11 @@ impl MarketRegistry {
     }
 
     /// The markets of one shard.
-    pub fn shard_markets(&self, shard: usize) -> impl Iterator<Item = &Ticker> + '_ {
+    pub fn shard_markets(&self, shard: usize) -> impl Iterator<Item = &MarketKey> + '_ {
         let n = self.n_shards;
         self.markets
             .keys()
-            .filter(move |t| shard_for(t.as_str(), n) == shard)
+            .filter(move |t| shard_for(t, n) == shard)
     }
 
     /// The next change, if any.
@@ -228,10 +229,10 @@ impl MarketRegistry {
     }
 
     fn add(&mut self, market: MarketInfo) {
-        let shard = shard_for(market.ticker.as_str(), self.n_shards);
+        let shard = shard_for(&market.ticker, self.n_shards);
         match self.markets.get(&market.ticker) {
             None => {
-                self.markets.insert(market.ticker, market.clone());
+                self.markets.insert(market.ticker.clone(), market.clone());
                 self.deltas.push_back(MarketDelta::Added { shard, market });
             }
             Some(old) if *old != market => {
@@ -244,7 +245,7 @@ impl MarketRegistry {
                     || old.open_ts != market.open_ts
                     || old.title != market.title
                     || old.event_ticker != market.event_ticker;
-                self.markets.insert(market.ticker, market.clone());
+                self.markets.insert(market.ticker.clone(), market.clone());
                 if changed {
                     self.deltas.push_back(MarketDelta::Updated { market });
                 }
@@ -253,12 +254,13 @@ impl MarketRegistry {
         }
     }
 
-    fn remove(&mut self, ticker: &Ticker, status: &str) {
-        if self.markets.remove(ticker).is_some() {
+    fn remove(&mut self, now_us: i64, ticker: &str, status: &str) {
+        if let Some(mut market) = self.markets.remove(ticker) {
+            status.clone_into(&mut market.status);
+            market.updated_ts = now_us;
             self.deltas.push_back(MarketDelta::Removed {
-                shard: shard_for(ticker.as_str(), self.n_shards),
-                ticker: *ticker,
-                status: status.to_owned(),
+                shard: shard_for(ticker, self.n_shards),
+                market,
             });
         }
     }
@@ -316,16 +318,21 @@ impl MarketRegistry {
         let page: MarketsPage =
             serde_json::from_slice(body).map_err(|e| RegistryError::BadPage(e.to_string()))?;
         for market in page.markets.unwrap_or_default() {
-            let Some(ticker) = Ticker::new(&market.ticker) else {
+            if Ticker::new(&market.ticker).is_none() {
                 self.rejected_tickers += 1;
                 continue;
-            };
+            }
             let status = market.status.unwrap_or_default();
             if !LIVE_STATUSES.contains(&status.as_str()) {
                 continue;
             }
+            // The registry's own key when the market is known: one allocation per market.
+            let ticker = self
+                .markets
+                .get_key_value(market.ticker.as_str())
+                .map_or_else(|| market_key(&market.ticker), |(key, _)| key.clone());
             if let Some(pass) = self.pass.as_mut() {
-                pass.seen.insert(ticker);
+                pass.seen.insert(ticker.clone());
             }
             let event_ticker = market
                 .event_ticker
@@ -365,14 +372,14 @@ impl MarketRegistry {
                 if pass.filter == PASS_FILTERS.len() {
                     let seen = core::mem::take(&mut pass.seen);
                     self.pass = None;
-                    let gone: Vec<Ticker> = self
+                    let gone: Vec<MarketKey> = self
                         .markets
                         .keys()
                         .filter(|t| !seen.contains(*t))
-                        .copied()
+                        .cloned()
                         .collect();
                     for ticker in gone {
-                        self.remove(&ticker, "closed");
+                        self.remove(now_us, &ticker, "closed");
                     }
                 }
             }
@@ -389,9 +396,9 @@ impl MarketRegistry {
     pub fn apply_market_lifecycle(&mut self, now_us: i64, record: &MarketLifecycle, aux: &Aux) {
         let ticker = record.ticker;
         let event_type = aux.text(record.event_type);
-        let existing = self.markets.get(&ticker).cloned();
+        let existing = self.markets.get(ticker.as_str()).cloned();
         let base = || MarketInfo {
-            ticker,
+            ticker: market_key(ticker.as_str()),
             event_ticker: aux
                 .opt_text(record.metadata.event_ticker)
                 .map_or_else(|| derived_event(ticker.as_str()), str::to_owned),
@@ -435,8 +442,8 @@ impl MarketRegistry {
                     self.add(market);
                 }
             }
-            "determined" => self.remove(&ticker, "determined"),
-            "settled" => self.remove(&ticker, "finalized"),
+            "determined" => self.remove(now_us, ticker.as_str(), "determined"),
+            "settled" => self.remove(now_us, ticker.as_str(), "finalized"),
             _ => {}
         }
     }
@@ -514,16 +521,13 @@ mod tests {
             .map(|m| m.ticker.clone())
             .collect();
         assert!(!live.is_empty());
-        let found: BTreeSet<String> = registry
-            .markets()
-            .map(|m| m.ticker.as_str().to_owned())
-            .collect();
+        let found: BTreeSet<String> = registry.markets().map(|m| m.ticker.to_string()).collect();
         assert_eq!(found, live);
         for delta in drain(&mut registry) {
             let MarketDelta::Added { shard, market } = delta else {
                 panic!("{delta:?}")
             };
-            assert_eq!(shard, shard_for(market.ticker.as_str(), 3));
+            assert_eq!(shard, shard_for(&market.ticker, 3));
             assert!(!market.event_ticker.is_empty());
             assert!(market.close_ts.is_some());
         }
@@ -628,7 +632,7 @@ mod tests {
         };
         assert_eq!(market.status, "inactive");
         assert!(
-            matches!(&deltas[3], MarketDelta::Removed { status, .. } if status == "determined")
+            matches!(&deltas[3], MarketDelta::Removed { market, .. } if market.status == "determined")
         );
         assert!(registry.is_empty());
     }

@@ -23,7 +23,7 @@
 //! control plane) and the first snapshot of a market (its book).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,13 +31,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use glommio::timer::Timer;
 use glommio::{LocalExecutorBuilder, Placement};
+use kalshi_gather::MarketKey;
 use kalshi_gather::book::ONE_DOLLAR_E6;
 use kalshi_gather::{
     Action, Backoff, Book, Comparison, FailureKind, RetryDecision, SubsConfig, SubscriptionManager,
     Verdict, auth_failure_message,
 };
 use kalshi_net::{ConnectError, WsConnection, WsEvent};
-use kalshi_wire::{Decoder, DecoderConfig, Record, Side, Ticker};
+use kalshi_wire::{Decoder, DecoderConfig, Record, Side};
 use kalshi_writer::{DeltaRow, Producer, PushError, Row, Source, TickerRow, TradeRow};
 
 use crate::metrics::ConnCounters;
@@ -94,7 +95,7 @@ struct Conn {
     lifecycle: bool,
     manager: SubscriptionManager,
     /// Book and the receive time of its last change.
-    books: BTreeMap<Ticker, (Book, i64)>,
+    books: BTreeMap<MarketKey, (Book, i64)>,
     counters: ConnCounters,
     published: ConnCounters,
     open: bool,
@@ -109,7 +110,7 @@ struct Conn {
     /// trade subscription is confirmed. If the connection drops first, their trades since the
     /// listing are backfilled at once (the subscription manager only does it on confirmation,
     /// which may be long after, or never if they close meanwhile).
-    listed: BTreeMap<Ticker, i64>,
+    listed: BTreeMap<MarketKey, i64>,
 }
 
 impl Conn {
@@ -267,9 +268,12 @@ async fn shard_main(setup: ShardSetup) {
 
 fn publish(ctx: &ShardCtx, published: &mut (i64, i64)) {
     let metrics = &ctx.shared.metrics;
-    let (mut open, mut healthy, mut last) = (0_i64, 0_i64, 0_i64);
+    let (mut open, mut healthy, mut last, mut markets) = (0_i64, 0_i64, 0_i64, 0_i64);
     for conn in ctx.conns.borrow().iter() {
         let mut c = conn.borrow_mut();
+        if !c.lifecycle {
+            markets += c.manager.markets().len() as i64;
+        }
         let Conn {
             counters,
             published: p,
@@ -286,6 +290,10 @@ fn publish(ctx: &ShardCtx, published: &mut (i64, i64)) {
         .connections_healthy
         .fetch_add(healthy - published.1, std::sync::atomic::Ordering::Relaxed);
     *published = (open, healthy);
+    metrics
+        .shard_markets
+        .with_label_values(&[&ctx.index.to_string()])
+        .set(markets);
     ctx.shared
         .last_frame_us
         .fetch_max(last, std::sync::atomic::Ordering::Relaxed);
@@ -336,22 +344,13 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
                 // A market leaving while this connection has an open window (down, or not yet
                 // resubscribed) would lose that window's trades: backfill it up to now.
                 if let Some(from_us) = c.window_from_us {
-                    let mine: Vec<Ticker> = {
-                        let assigned: Vec<&Ticker> = c.manager.markets().collect();
-                        tickers
-                            .iter()
-                            .filter(|t| assigned.contains(t))
-                            .copied()
-                            .collect()
-                    };
-                    let confirmed: Vec<Ticker> = c
-                        .manager
-                        .confirmed(kalshi_gather::Channel::Trade)
-                        .copied()
-                        .collect();
-                    let unseen: Vec<Ticker> = mine
-                        .into_iter()
-                        .filter(|t| !c.open || !confirmed.contains(t))
+                    let assigned: BTreeSet<&MarketKey> = c.manager.markets().collect();
+                    let confirmed: BTreeSet<&MarketKey> =
+                        c.manager.confirmed(kalshi_gather::Channel::Trade).collect();
+                    let unseen: Vec<MarketKey> = tickers
+                        .iter()
+                        .filter(|t| assigned.contains(t) && (!c.open || !confirmed.contains(t)))
+                        .cloned()
                         .collect();
                     if !unseen.is_empty() {
                         ctx.send_control(ControlMsg::Action {
@@ -366,11 +365,11 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
                         });
                     }
                 }
-                c.manager.remove_markets(&tickers);
                 for ticker in &tickers {
                     c.books.remove(ticker);
                     c.listed.remove(ticker);
                 }
+                c.manager.remove_markets(&tickers);
             }
         }
         ShardCmd::Compare {
@@ -385,20 +384,21 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
 fn note_listed(
     ctx: &ShardCtx,
     c: &mut Conn,
-    offered: &[Ticker],
-    overflow: &[Ticker],
+    offered: &[MarketKey],
+    overflow: &[MarketKey],
     listed_at_us: Option<i64>,
 ) {
     let Some(at) = listed_at_us else {
         return;
     };
-    let taken: Vec<Ticker> = offered
+    let overflow: BTreeSet<&MarketKey> = overflow.iter().collect();
+    let taken: Vec<MarketKey> = offered
         .iter()
         .filter(|t| !overflow.contains(t))
-        .copied()
+        .cloned()
         .collect();
     for ticker in &taken {
-        c.listed.entry(*ticker).or_insert(at);
+        c.listed.entry(ticker.clone()).or_insert(at);
     }
     // Assigned to a connection that is down: nothing will be confirmed until it is back, so
     // fetch the window since the listing now (the reconnect window covers what follows).
@@ -421,11 +421,11 @@ fn prune_listed(c: &mut Conn) {
     if c.listed.is_empty() {
         return;
     }
-    let confirmed: Vec<Ticker> = c
+    let confirmed: Vec<MarketKey> = c
         .manager
         .confirmed(kalshi_gather::Channel::Trade)
         .filter(|t| c.listed.contains_key(*t))
-        .copied()
+        .cloned()
         .collect();
     for ticker in confirmed {
         c.listed.remove(&ticker);
@@ -436,9 +436,9 @@ fn prune_listed(c: &mut Conn) {
 /// subscription get their window from the listing backfilled now.
 fn backfill_unconfirmed_listings(ctx: &ShardCtx, c: &mut Conn, now: i64) {
     prune_listed(c);
-    let mut by_start: BTreeMap<i64, Vec<Ticker>> = BTreeMap::new();
+    let mut by_start: BTreeMap<i64, Vec<MarketKey>> = BTreeMap::new();
     for (ticker, at) in &c.listed {
-        by_start.entry(*at).or_default().push(*ticker);
+        by_start.entry(*at).or_default().push(ticker.clone());
     }
     for (from_us, tickers) in by_start {
         ctx.send_control(ControlMsg::Action {
@@ -456,7 +456,7 @@ fn backfill_unconfirmed_listings(ctx: &ShardCtx, c: &mut Conn, now: i64) {
 
 fn compare(
     ctx: &ShardCtx,
-    ticker: &Ticker,
+    ticker: &str,
     yes: &[kalshi_wire::Level],
     no: &[kalshi_wire::Level],
     requested_us: i64,
@@ -806,9 +806,7 @@ fn drain_actions(ctx: &ShardCtx, conn: &RefCell<Conn>) -> Option<End> {
         match &action {
             Action::Gap(gap) if gap.channel == "orderbook_delta" => {
                 for name in &gap.tickers {
-                    if let Some(ticker) = Ticker::new(name)
-                        && let Some((book, _)) = c.books.get_mut(&ticker)
-                    {
+                    if let Some((book, _)) = c.books.get_mut(name.as_str()) {
                         book.invalidate();
                     }
                 }
@@ -880,7 +878,13 @@ fn handle_text(
             let yes_price = use_yes_price.unwrap_or(false);
             match &decoded.record {
                 Record::Snapshot(s) => {
-                    let entry = c.books.entry(s.ticker).or_default();
+                    // A market's first snapshot on this connection: its key is the one the
+                    // subscription manager holds (shared, not a new allocation).
+                    if !c.books.contains_key(s.ticker.as_str()) {
+                        let key = c.manager.market_key(s.ticker.as_str());
+                        c.books.insert(key, (Book::default(), now));
+                    }
+                    let entry = c.books.get_mut(s.ticker.as_str())?;
                     if let Err(error) = entry
                         .0
                         .apply_snapshot(decoded.yes_levels(), decoded.no_levels())
@@ -908,7 +912,7 @@ fn handle_text(
                             return None;
                         }
                     };
-                    let needs_resync = match c.books.get_mut(&d.ticker) {
+                    let needs_resync = match c.books.get_mut(d.ticker.as_str()) {
                         Some((book, changed)) => {
                             *changed = now;
                             book.apply_delta(d.side, d.price_e6, d.delta_e2)
@@ -919,7 +923,7 @@ fn handle_text(
                     };
                     if needs_resync {
                         c.counters.resyncs += 1;
-                        c.manager.request_snapshot(&d.ticker);
+                        c.manager.request_snapshot(d.ticker.as_str());
                     }
                     if yes_price && d.side == Side::No {
                         row.price_e6 = ONE_DOLLAR_E6 - row.price_e6;

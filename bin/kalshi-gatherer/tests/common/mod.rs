@@ -135,6 +135,26 @@ pub struct Sim {
 
 impl Sim {
     pub fn start(dir: &Path, key_id: &str, public_key: &Path, seed: u64, market: &Market) -> Sim {
+        Self::start_with(dir, key_id, public_key, seed, market, None)
+    }
+
+    /// Starts the simulator; with `tls` (certificate chain and key PEM files) it serves
+    /// `wss`/`https` only.
+    pub fn start_with(
+        dir: &Path,
+        key_id: &str,
+        public_key: &Path,
+        seed: u64,
+        market: &Market,
+        tls: Option<(&Path, &Path)>,
+    ) -> Sim {
+        let tls_lines = tls.map_or_else(String::new, |(cert, key)| {
+            format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                cert.display(),
+                key.display()
+            )
+        });
         let config = format!(
             r#"seed = {seed}
 truth_log = "{truth}"
@@ -143,7 +163,7 @@ final_books = "{books}"
 listen = "127.0.0.1:0"
 control = "127.0.0.1:0"
 heartbeat_secs = 5.0
-[auth]
+{tls_lines}[auth]
 enabled = true
 [auth.keys]
 "{key_id}" = "{public}"
@@ -297,6 +317,11 @@ pub struct GathererConfig {
     pub health_port: u16,
     pub markets_per_subscription: usize,
     pub poller_interval_s: u64,
+    /// `engine.shard_cores` (threads are not pinned, so these only name the shards).
+    pub shard_cores: Vec<usize>,
+    pub writer_core: usize,
+    /// `exchange.tls_root_files`.
+    pub tls_roots: Vec<PathBuf>,
     pub extra: String,
 }
 
@@ -313,11 +338,19 @@ impl GathererConfig {
             health_port: free_port(),
             markets_per_subscription: 150,
             poller_interval_s: 20,
+            shard_cores: vec![0],
+            writer_core: 1,
+            tls_roots: Vec::new(),
             extra: String::new(),
         }
     }
 
     pub fn toml(&self) -> String {
+        let roots: Vec<String> = self
+            .tls_roots
+            .iter()
+            .map(|p| format!("\"{}\"", p.display()))
+            .collect();
         format!(
             r#"[exchange]
 environment = "sim"
@@ -325,14 +358,15 @@ ws_url = "{ws}"
 rest_url = "{rest}"
 key_id = "{key_id}"
 private_key_file = "{key}"
+tls_root_files = [{roots}]
 
 [database]
 url = "{db}"
 gatherer_id = 3
 
 [engine]
-shard_cores = [0]
-writer_core = 1
+shard_cores = {shards:?}
+writer_core = {writer}
 pin_threads = false
 
 [subscriptions]
@@ -378,6 +412,9 @@ shutdown_timeout_ms = 90000
             rest = self.rest_url,
             key_id = self.key_id,
             key = self.key_file.display(),
+            roots = roots.join(", "),
+            shards = self.shard_cores,
+            writer = self.writer_core,
             db = self.database_url,
             per_sub = self.markets_per_subscription,
             poll = self.poller_interval_s,
