@@ -17,25 +17,30 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use std::sync::Arc;
+
 use kalshi_wire::{Aux, EventLifecycle, MarketLifecycle, Ticker};
+use serde::Deserialize;
 
 use crate::key::{MarketKey, market_key};
-use serde::Deserialize;
 
 use crate::shard::shard_for;
 
-/// What the registry knows about one market (the `markets` row).
+/// What the registry knows about one market (the `markets` row). It is kept for every
+/// subscribed market, so it is lean: the ticker is the shared [`MarketKey`], event and series
+/// tickers are shared by the markets of an event, and the status is one of a fixed vocabulary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MarketInfo {
     /// Ticker (shared with the shards and the poller: allocated once per market).
     pub ticker: MarketKey,
     /// Event ticker (from REST or the `created` metadata; derived from the ticker when only
     /// an `activated` event was seen: the part before the last `-`).
-    pub event_ticker: String,
+    pub event_ticker: Arc<str>,
     /// Series ticker, when its event is known.
-    pub series_ticker: Option<String>,
-    /// Status in the REST vocabulary (`initialized`, `active`, `inactive`, ...).
-    pub status: String,
+    pub series_ticker: Option<Arc<str>>,
+    /// Status in the REST vocabulary: `initialized`, `active` or `inactive` while subscribed;
+    /// `determined`, `finalized` or `closed` in a [`MarketDelta::Removed`].
+    pub status: &'static str,
     /// Title.
     pub title: Option<String>,
     /// `open_time` / `open_ts`, µs.
@@ -156,6 +161,8 @@ pub struct MarketRegistry {
     include_mve: bool,
     markets: BTreeMap<MarketKey, MarketInfo>,
     events: BTreeMap<String, EventInfo>,
+    /// Event and series tickers, shared by the [`MarketInfo`]s that name them.
+    names: BTreeSet<Arc<str>>,
     pass: Option<Pass>,
     deltas: VecDeque<MarketDelta>,
     /// Markets refused because their ticker does not fit a [`Ticker`].
@@ -169,11 +176,8 @@ fn parse_time(text: Option<&str>) -> Option<i64> {
         .filter(|&us| us > 0)
 }
 
-fn derived_event(ticker: &str) -> String {
-    ticker
-        .rsplit_once('-')
-        .map_or(ticker, |(event, _)| event)
-        .to_owned()
+fn derived_event(ticker: &str) -> &str {
+    ticker.rsplit_once('-').map_or(ticker, |(event, _)| event)
 }
 
 impl MarketRegistry {
@@ -186,10 +190,27 @@ impl MarketRegistry {
             include_mve,
             markets: BTreeMap::new(),
             events: BTreeMap::new(),
+            names: BTreeSet::new(),
             pass: None,
             deltas: VecDeque::new(),
             rejected_tickers: 0,
         }
+    }
+
+    /// The shared copy of an event or series ticker.
+    fn name(&mut self, text: &str) -> Arc<str> {
+        if let Some(name) = self.names.get(text) {
+            return name.clone();
+        }
+        let name: Arc<str> = Arc::from(text);
+        self.names.insert(name.clone());
+        name
+    }
+
+    /// The series of `event_ticker`, when its event is known.
+    fn series_of(&mut self, event_ticker: &str) -> Option<Arc<str>> {
+        let series = self.events.get(event_ticker)?.series_ticker.clone()?;
+        Some(self.name(&series))
     }
 
     /// Number of markets subscribed.
@@ -254,9 +275,9 @@ impl MarketRegistry {
         }
     }
 
-    fn remove(&mut self, now_us: i64, ticker: &str, status: &str) {
+    fn remove(&mut self, now_us: i64, ticker: &str, status: &'static str) {
         if let Some(mut market) = self.markets.remove(ticker) {
-            status.clone_into(&mut market.status);
+            market.status = status;
             market.updated_ts = now_us;
             self.deltas.push_back(MarketDelta::Removed {
                 shard: shard_for(ticker, self.n_shards),
@@ -323,9 +344,9 @@ impl MarketRegistry {
                 continue;
             }
             let status = market.status.unwrap_or_default();
-            if !LIVE_STATUSES.contains(&status.as_str()) {
+            let Some(&status) = LIVE_STATUSES.iter().find(|s| **s == status) else {
                 continue;
-            }
+            };
             // The registry's own key when the market is known: one allocation per market.
             let ticker = self
                 .markets
@@ -334,13 +355,13 @@ impl MarketRegistry {
             if let Some(pass) = self.pass.as_mut() {
                 pass.seen.insert(ticker.clone());
             }
-            let event_ticker = market
-                .event_ticker
-                .unwrap_or_else(|| derived_event(&market.ticker));
-            let series_ticker = self
-                .events
-                .get(&event_ticker)
-                .and_then(|e| e.series_ticker.clone());
+            let event_ticker = self.name(
+                market
+                    .event_ticker
+                    .as_deref()
+                    .unwrap_or_else(|| derived_event(&market.ticker)),
+            );
+            let series_ticker = self.series_of(&event_ticker);
             self.add(MarketInfo {
                 ticker,
                 event_ticker,
@@ -397,13 +418,15 @@ impl MarketRegistry {
         let ticker = record.ticker;
         let event_type = aux.text(record.event_type);
         let existing = self.markets.get(ticker.as_str()).cloned();
+        let event_ticker = self.name(
+            aux.opt_text(record.metadata.event_ticker)
+                .unwrap_or_else(|| derived_event(ticker.as_str())),
+        );
         let base = || MarketInfo {
             ticker: market_key(ticker.as_str()),
-            event_ticker: aux
-                .opt_text(record.metadata.event_ticker)
-                .map_or_else(|| derived_event(ticker.as_str()), str::to_owned),
+            event_ticker: event_ticker.clone(),
             series_ticker: None,
-            status: "initialized".to_owned(),
+            status: "initialized",
             title: aux.opt_text(record.metadata.title).map(str::to_owned),
             open_ts: record.open_ts,
             close_ts: record.close_ts,
@@ -413,13 +436,10 @@ impl MarketRegistry {
         match event_type {
             "created" => {
                 let mut market = existing.unwrap_or_else(base);
-                if let Some(event) = aux.opt_text(record.metadata.event_ticker) {
-                    event.clone_into(&mut market.event_ticker);
+                if aux.opt_text(record.metadata.event_ticker).is_some() {
+                    market.event_ticker = event_ticker.clone();
                 }
-                market.series_ticker = self
-                    .events
-                    .get(&market.event_ticker)
-                    .and_then(|e| e.series_ticker.clone());
+                market.series_ticker = self.series_of(&market.event_ticker);
                 market.open_ts = record.open_ts.or(market.open_ts);
                 market.close_ts = record.close_ts.or(market.close_ts);
                 if market.title.is_none() {
@@ -431,7 +451,7 @@ impl MarketRegistry {
             "activated" | "deactivated" => {
                 let mut market = existing.unwrap_or_else(base);
                 let deactivated = record.is_deactivated.unwrap_or(event_type == "deactivated");
-                market.status = if deactivated { "inactive" } else { "active" }.to_owned();
+                market.status = if deactivated { "inactive" } else { "active" };
                 market.updated_ts = now_us;
                 self.add(market);
             }

@@ -147,9 +147,9 @@ pub(crate) fn spawn(setup: ControlSetup) -> Result<std::thread::JoinHandle<()>, 
 fn market_row(market: &MarketInfo, gatherer_id: i16) -> MarketRow {
     MarketRow {
         ticker: market.ticker.to_string(),
-        event_ticker: market.event_ticker.clone(),
-        series_ticker: market.series_ticker.clone(),
-        status: market.status.clone(),
+        event_ticker: market.event_ticker.to_string(),
+        series_ticker: market.series_ticker.as_deref().map(str::to_owned),
+        status: market.status.to_owned(),
         title: market.title.clone(),
         open_ts: market.open_ts,
         close_ts: market.close_ts,

@@ -443,7 +443,21 @@ impl Gatherer {
         std::fs::write(&path, config.toml()).unwrap();
         let stderr_path = dir.join(format!("gatherer-{tag}.stderr"));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kalshi-gatherer"))
+        // KALSHI_GATHERER_WRAPPER runs the binary under a profiler (e.g. `heaptrack -o FILE`);
+        // signals and `/proc` readings then go to the gatherer, the wrapper's child.
+        let wrapper = std::env::var("KALSHI_GATHERER_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command
+                    .args(words)
+                    .arg(env!("CARGO_BIN_EXE_kalshi-gatherer"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_kalshi-gatherer")),
+        };
+        let child = command
             .arg("--config")
             .arg(&path)
             .env("KALSHI_TEST_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -506,16 +520,36 @@ impl Gatherer {
         metric_value(&text, name)
     }
 
-    /// The process id (while running).
+    /// The gatherer's process id (while running): the child, or under
+    /// KALSHI_GATHERER_WRAPPER the wrapper's child that runs the gatherer binary.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        let pid = self.child.as_ref().map(Child::id)?;
+        if std::env::var("KALSHI_GATHERER_WRAPPER").is_err() {
+            return Some(pid);
+        }
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(candidate) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat =
+                std::fs::read_to_string(format!("/proc/{candidate}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let exe = std::fs::read_link(format!("/proc/{candidate}/exe")).unwrap_or_default();
+            if ppid == Some(pid) && exe.to_string_lossy().contains("kalshi-gatherer") {
+                return Some(candidate);
+            }
+        }
+        Some(pid)
     }
 
     /// SIGTERM, then wait for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let child = self.child.as_mut().unwrap();
+        let pid = self.pid().unwrap();
         let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status()
             .unwrap();
         assert!(status.success());
