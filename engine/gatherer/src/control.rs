@@ -903,6 +903,11 @@ impl ControlPlane {
             .map_err(|e| FetchError::Failed(e.to_string()))?;
         row.sid = None;
         row.seq = None;
+        // The exchange took this snapshot somewhere between the request and the response: it
+        // holds every change received before the request, and maybe some received while it
+        // was in flight. `snapshot_ts` is the request time, so that "snapshot_ts after a
+        // delta's received_ts" means the snapshot includes that delta.
+        row.snapshot_ts = requested_us;
         let mut json = format!(
             "{{\"ticker\":\"{}\",\"snapshot_ts\":{},\"source\":\"rest\",\"gatherer_id\":{},\"yes\":",
             ticker, received, self.gatherer_id

@@ -745,15 +745,18 @@ pub fn check_books(client: &mut postgres::Client, truth: &BTreeMap<String, Book>
             book.insert(key, size);
         }
     }
-    // A REST snapshot taken after a market's last stored delta and after its latest WebSocket
-    // snapshot (a market that closed while the gatherer was down) is its latest state.
+    // A REST snapshot requested after a market's last stored delta was received and after its
+    // latest WebSocket snapshot (a market that closed while the gatherer was down) is its
+    // latest state. A REST snapshot's `snapshot_ts` is its request time: one whose request
+    // was in flight when a delta arrived may or may not include that delta, so it is not used
+    // (comparing its receive time instead made this check flaky on a loaded machine).
     let rest = client
         .query(
-            "SELECT DISTINCT ON (s.ticker) s.ticker, s.received_ts, s.yes_price_e6, s.yes_count_e2, \
+            "SELECT DISTINCT ON (s.ticker) s.ticker, s.snapshot_ts, s.yes_price_e6, s.yes_count_e2, \
              s.no_price_e6, s.no_count_e2 FROM orderbook_snapshots s WHERE s.source = 'rest' \
-             AND s.received_ts > coalesce((SELECT max(d.received_ts) FROM orderbook_deltas d \
+             AND s.snapshot_ts > coalesce((SELECT max(d.received_ts) FROM orderbook_deltas d \
              WHERE d.ticker = s.ticker), 0) \
-             ORDER BY s.ticker, s.received_ts DESC",
+             ORDER BY s.ticker, s.snapshot_ts DESC",
             &[],
         )
         .unwrap();
