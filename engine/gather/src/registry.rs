@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use kalshi_wire::{Aux, EventLifecycle, MarketLifecycle, Ticker};
@@ -115,29 +116,33 @@ pub enum RegistryError {
     NoPass,
 }
 
+// Pages borrow from the response body (a string is copied only when it has escapes): a
+// discovery pass parses every market, and short-lived copies of every field would fragment the
+// heap that holds the long-lived registry.
 #[derive(Deserialize)]
-struct MarketsPage {
-    #[serde(default)]
-    markets: Option<Vec<RestMarket>>,
+struct MarketsPage<'a> {
+    #[serde(default, borrow)]
+    markets: Option<Vec<RestMarket<'a>>>,
     #[serde(default)]
     cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct RestMarket {
-    ticker: String,
-    #[serde(default)]
-    event_ticker: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    open_time: Option<String>,
-    #[serde(default)]
-    close_time: Option<String>,
-    #[serde(default)]
-    mve_collection_ticker: Option<String>,
+struct RestMarket<'a> {
+    #[serde(borrow)]
+    ticker: Cow<'a, str>,
+    #[serde(default, borrow)]
+    event_ticker: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    title: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    open_time: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    close_time: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    mve_collection_ticker: Option<Cow<'a, str>>,
 }
 
 /// The REST statuses of markets that can still trade.
@@ -344,13 +349,14 @@ impl MarketRegistry {
                 continue;
             }
             let status = market.status.unwrap_or_default();
+            let status: &str = &status;
             let Some(&status) = LIVE_STATUSES.iter().find(|s| **s == status) else {
                 continue;
             };
             // The registry's own key when the market is known: one allocation per market.
             let ticker = self
                 .markets
-                .get_key_value(market.ticker.as_str())
+                .get_key_value(&*market.ticker)
                 .map_or_else(|| market_key(&market.ticker), |(key, _)| key.clone());
             if let Some(pass) = self.pass.as_mut() {
                 pass.seen.insert(ticker.clone());
@@ -367,7 +373,7 @@ impl MarketRegistry {
                 event_ticker,
                 series_ticker,
                 status,
-                title: market.title,
+                title: market.title.map(Cow::into_owned),
                 open_ts: parse_time(market.open_time.as_deref()),
                 close_ts: parse_time(market.close_time.as_deref()),
                 mve: market.mve_collection_ticker.is_some_and(|c| !c.is_empty())

@@ -89,6 +89,10 @@ pub(crate) fn spawn(setup: ShardSetup) -> Result<glommio::ExecutorJoinHandle<()>
         })
 }
 
+/// The frame buffer capacity a connection keeps between frames (larger frames grow it for the
+/// moment; typical frames are well under 4 KiB).
+const SCRATCH_KEPT: usize = 64 << 10;
+
 /// One connection's state, shared by its task and the housekeeping task.
 struct Conn {
     id: u64,
@@ -553,7 +557,7 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
     };
     let frame_bytes_max = shared.config.limits.frame_bytes_max;
     let mut decoder = Decoder::new(DecoderConfig { frame_bytes_max });
-    let mut scratch: Vec<u8> = Vec::with_capacity(64 << 10);
+    let mut scratch: Vec<u8> = Vec::with_capacity(SCRATCH_KEPT);
     let mut raw: Vec<u8> = Vec::new();
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut failures = 0_u64;
@@ -749,6 +753,15 @@ async fn session(
                     let mut c = conn.borrow_mut();
                     handle_text(ctx, &mut c, decoder, scratch, raw, &mut lifecycle_scratch)
                 };
+                // A rare large frame (a subscription's answer listing its markets, a deep
+                // snapshot) grows the buffers; give that memory back rather than keep it per
+                // connection for the life of the process.
+                for buffer in [&mut *scratch, &mut *raw] {
+                    if buffer.capacity() > SCRATCH_KEPT {
+                        buffer.clear();
+                        buffer.shrink_to(SCRATCH_KEPT);
+                    }
+                }
                 if let Some(row) = row {
                     push_row(ctx, conn, row).await;
                 }
