@@ -9,12 +9,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Market, Scenario, check_books, check_trades, db, unrepaired_gaps, wait_until};
+use common::{Market, Scenario, check_books, check_trades, db, unrepaired_gaps};
 
 // 2,400 markets at start (24 series × 10 events × 10 markets), a new event of 10 markets every
-// 3 s, markets closing 30 s after listing (the first ones, listed at start, close during the
-// run too) and settling 4 s later; a low action rate so that a debug build on a loaded 2-core
-// machine keeps up. Two shard cores (`engine.shard_cores = [0, 2]`, not pinned).
+// 3 s; the first event of each series closes 30 s in (240 markets settle during the run: they
+// are determined 2 s after closing and settled 2 s later), the others later; a low action
+// rate so that a debug build on a loaded 2-core machine keeps up. Two shard cores
+// (`engine.shard_cores = [0, 2]`, not pinned).
 //
 // Checked: every truth trade is stored exactly once from the WebSocket (or by backfill); every
 // market's book rebuilt from its latest stored snapshot plus the later deltas equals the
@@ -28,7 +29,7 @@ fn completeness_across_two_shards_at_scale() {
         markets_per_event: 10,
         actions_per_second: 300,
         new_event_every_secs: 3.0,
-        market_lifetime_secs: 30.0,
+        market_lifetime_secs: 300.0,
     };
     let mut s = Scenario::start("scale", 21, &market, |config| {
         config.shard_cores = vec![0, 2];
@@ -40,29 +41,25 @@ fn completeness_across_two_shards_at_scale() {
         s.gatherer.assert_running();
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Placement: with the exchange paused (no lifecycle changes), each shard's gauge settles
-    // to the number of live markets that hash to it.
-    s.sim.control("/pause");
-    let mut client = db(&s.pg);
-    let mut last = String::new();
-    wait_until(
-        "shard gauges match shard_for",
-        Duration::from_secs(120),
-        || {
+    // Placement, checked once the exchange is paused (no lifecycle changes) and every trade is
+    // stored: each shard's gauge settles to the number of live markets that hash to it.
+    let (truth, books) = s.finish_with(|gatherer, client| {
+        let started = std::time::Instant::now();
+        let last = loop {
             let live: BTreeSet<String> = client
-            .query(
-                "SELECT ticker FROM markets WHERE status IN ('initialized', 'active', 'inactive')",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+                .query(
+                    "SELECT ticker FROM markets WHERE status IN ('initialized', 'active', 'inactive')",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
             let mut expected = [0_usize; 2];
             for ticker in &live {
                 expected[kalshi_gather::shard_for(ticker, 2)] += 1;
             }
-            let metrics = s.gatherer.metrics_text();
+            let metrics = gatherer.metrics_text();
             let gauge = |shard: usize| {
                 common::metric_value(
                     &metrics,
@@ -70,14 +67,18 @@ fn completeness_across_two_shards_at_scale() {
                 ) as usize
             };
             let got = [gauge(0), gauge(1)];
-            last = format!("expected {expected:?}, gauges {got:?}");
-            expected == got && expected.iter().all(|&n| n > 500)
-        },
-    );
-    println!("placement: {last}");
-    s.sim.control("/resume");
-    s.gatherer.wait_healthy();
-    let (truth, books) = s.finish();
+            let last = format!("expected {expected:?}, gauges {got:?}");
+            if expected == got && expected.iter().all(|&n| n > 500) {
+                break last;
+            }
+            assert!(
+                started.elapsed() < common::PATIENCE,
+                "shard gauges never matched shard_for: {last}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        println!("placement: {last}");
+    });
     let mut client = db(&s.pg);
     let (trades, ws_only, by_rest) = check_trades(&truth, &mut client);
     let compared = check_books(&mut client, &books);

@@ -311,6 +311,11 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
             resume_from_us,
         } => {
             let mut rest = tickers;
+            // A market of the first discovery pass that joins a connection already up missed
+            // the window since the previous run like the others, but that connection's resume
+            // gap was recorded before it arrived (discovery delivers its pages one by one):
+            // backfill it from the resume point as if it had been listed then.
+            let missed_from_us = listed_at_us.or(resume_from_us);
             for conn in ctx.conns.borrow().iter() {
                 if rest.is_empty() {
                     break;
@@ -319,8 +324,8 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
                 if c.lifecycle || c.manager.free_slots() == 0 {
                     continue;
                 }
-                let overflow = c.manager.add_markets(&rest, listed_at_us);
-                note_listed(ctx, &mut c, &rest, &overflow, listed_at_us);
+                let overflow = c.manager.add_markets(&rest, missed_from_us);
+                note_listed(ctx, &mut c, &rest, &overflow, missed_from_us);
                 rest = overflow;
             }
             while !rest.is_empty() {

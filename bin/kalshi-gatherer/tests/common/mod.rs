@@ -909,6 +909,15 @@ impl Scenario {
     /// Pauses the exchange (no more events; WebSockets closed), waits until every truth trade
     /// is stored, stops the gatherer with SIGTERM (asserting a clean exit) and returns the truth.
     pub fn finish(&mut self) -> (BTreeMap<String, String>, BTreeMap<String, Book>) {
+        self.finish_with(|_, _| {})
+    }
+
+    /// [`Scenario::finish`], running `check` (with the gatherer and the database) once every
+    /// truth trade is stored and before the gatherer is stopped; the exchange is paused then.
+    pub fn finish_with(
+        &mut self,
+        check: impl FnOnce(&mut Gatherer, &mut postgres::Client),
+    ) -> (BTreeMap<String, String>, BTreeMap<String, Book>) {
         self.sim.control("/pause");
         let books = self.sim.books();
         let truth = self.sim.truth_trades();
@@ -954,6 +963,7 @@ impl Scenario {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+        check(&mut self.gatherer, &mut client);
         let status = self.gatherer.terminate();
         assert!(
             status.success(),
