@@ -39,6 +39,9 @@ fn offline_config(dir: &Path, key_file: &Path) -> GathererConfig {
         health_port: free_port(),
         markets_per_subscription: 100,
         poller_interval_s: 60,
+        shard_cores: vec![0],
+        writer_core: 1,
+        tls_roots: Vec::new(),
         extra: String::new(),
     }
 }
@@ -115,7 +118,10 @@ fn bad_config_values_are_named() {
 
     let text = config
         .toml()
+        // Pinned threads: a core the machine lacks is an error (unpinned, numbers only name
+        // the stages).
         .replace("shard_cores = [0]", "shard_cores = [4096]")
+        .replace("pin_threads = false", "pin_threads = true")
         .replace(
             "markets_per_subscription = 100",
             "markets_per_subscription = 0",

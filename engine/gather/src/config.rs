@@ -135,6 +135,11 @@ pub struct ExchangeConfig {
     /// Path of the PEM private key (RSA PKCS#1/PKCS#8 or Ed25519). Required; the binary refuses
     /// a file readable by group or others.
     pub private_key_file: PathBuf,
+    /// PEM files of extra root certificates trusted for `wss`/`https`, on top of the Mozilla
+    /// roots (for a simulator or proxy with its own CA). Certificates are always verified;
+    /// there is no way to turn verification off. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_root_files: Vec<PathBuf>,
 }
 
 /// `[database]`: the local PostgreSQL.
@@ -171,7 +176,9 @@ pub struct EngineConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control_core: Option<usize>,
     /// Pin threads to their cores. Default `true`; tests that run several gatherers on one
-    /// small machine turn it off. Placement is validated either way.
+    /// small machine turn it off. Placement is validated either way (every stage on a distinct
+    /// core); only when threads are not pinned may a core number exceed the cores online, since
+    /// it then names a stage rather than a CPU (a test of 2 shards on a 2-core machine).
     pub pin_threads: bool,
 }
 
@@ -639,6 +646,13 @@ impl Config {
             "exchange.key_id_env",
             exchange.key_id_env.as_ref(),
         );
+        if exchange
+            .tls_root_files
+            .iter()
+            .any(|path| path.as_os_str().is_empty())
+        {
+            problems.add("exchange.tls_root_files", "empty path");
+        }
         if exchange.private_key_file.as_os_str().is_empty() {
             problems.add("exchange.private_key_file", "empty path");
         }
@@ -679,7 +693,7 @@ impl Config {
         }
         let mut seen = BTreeSet::new();
         let mut check_core = |problems: &mut Problems, key: &str, core: usize| {
-            if core >= cores_online {
+            if engine.pin_threads && core >= cores_online {
                 problems.add(
                     key,
                     format!(

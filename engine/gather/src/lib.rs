@@ -8,6 +8,7 @@
 //!
 //! ## Layout
 //! * [`config`]: the gatherer's TOML configuration, validated with errors that name the key.
+//! * [`key`]: [`MarketKey`], the shared ticker that long-lived per-market state is keyed by.
 //! * [`shard`]: [`shard_for`], the pure ticker → shard-core function.
 //! * [`book`]: the compact per-market [`Book`] and its integrity checks.
 //! * [`seq`]: per-subscription [`SeqTracker`] and the [`GapEvent`] ledger row.
@@ -20,6 +21,7 @@
 pub mod backoff;
 pub mod book;
 pub mod config;
+pub mod key;
 pub mod poller;
 pub mod rate;
 pub mod registry;
@@ -30,6 +32,7 @@ pub mod subs;
 pub use backoff::{Backoff, BackoffConfig, FailureKind, RetryDecision, auth_failure_message};
 pub use book::{Book, BookError, BookState, Comparison, LevelDifference};
 pub use config::{Config, ConfigError, ConfigErrors};
+pub use key::{MarketKey, market_key};
 pub use poller::{BackfillDone, BackfillQueue, BackfillRequest, RestBudget, SnapshotPoller};
 pub use rate::RateLimiter;
 pub use registry::{EventInfo, MarketDelta, MarketInfo, MarketRegistry, RegistryError};

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use kalshi_wire::Ticker;
+use crate::key::MarketKey;
 
 use crate::rate::RateLimiter;
 use crate::shard::{fnv1a_64, mix64};
@@ -89,11 +89,11 @@ impl RestBudget {
 pub struct SnapshotPoller {
     interval_us: i64,
     /// (due time, ticker), earliest first.
-    due: BTreeSet<(i64, Ticker)>,
+    due: BTreeSet<(i64, MarketKey)>,
     /// ticker → its due time (to find and move entries).
-    markets: BTreeMap<Ticker, i64>,
+    markets: BTreeMap<MarketKey, i64>,
     /// Polls handed out and not yet reported: ticker → the due time they had.
-    in_flight: BTreeMap<Ticker, i64>,
+    in_flight: BTreeMap<MarketKey, i64>,
 }
 
 impl SnapshotPoller {
@@ -121,31 +121,31 @@ impl SnapshotPoller {
     }
 
     /// The market's phase within the interval, µs.
-    fn phase(&self, ticker: &Ticker) -> i64 {
-        (mix64(fnv1a_64(ticker.as_str().as_bytes())) % self.interval_us as u64) as i64
+    fn phase(&self, ticker: &str) -> i64 {
+        (mix64(fnv1a_64(ticker.as_bytes())) % self.interval_us as u64) as i64
     }
 
     /// The first time ≥ `now_us` at the market's phase.
-    fn next_slot(&self, ticker: &Ticker, now_us: i64) -> i64 {
+    fn next_slot(&self, ticker: &str, now_us: i64) -> i64 {
         let phase = self.phase(ticker);
         let offset = (phase - now_us).rem_euclid(self.interval_us);
         now_us.saturating_add(offset)
     }
 
     /// Schedules a market (no-op when present).
-    pub fn add(&mut self, now_us: i64, ticker: Ticker) {
+    pub fn add(&mut self, now_us: i64, ticker: MarketKey) {
         if self.markets.contains_key(&ticker) || self.in_flight.contains_key(&ticker) {
             return;
         }
         let due = self.next_slot(&ticker, now_us);
-        self.markets.insert(ticker, due);
+        self.markets.insert(ticker.clone(), due);
         self.due.insert((due, ticker));
     }
 
     /// Unschedules a market.
-    pub fn remove(&mut self, ticker: &Ticker) {
-        if let Some(due) = self.markets.remove(ticker) {
-            self.due.remove(&(due, *ticker));
+    pub fn remove(&mut self, ticker: &str) {
+        if let Some((key, due)) = self.markets.remove_entry(ticker) {
+            self.due.remove(&(due, key));
         }
         self.in_flight.remove(ticker);
     }
@@ -153,14 +153,14 @@ impl SnapshotPoller {
     /// The next market to poll at `now_us`, if one is due and the budget allows a read. The
     /// caller fetches its book and reports with [`SnapshotPoller::completed`] or
     /// [`SnapshotPoller::rate_limited`].
-    pub fn next_due(&mut self, now_us: i64, budget: &mut RestBudget) -> Option<Ticker> {
-        let &(due, ticker) = self.due.first()?;
+    pub fn next_due(&mut self, now_us: i64, budget: &mut RestBudget) -> Option<MarketKey> {
+        let due = self.due.first().map(|(due, _)| *due)?;
         if due > now_us || !budget.try_take(now_us) {
             return None;
         }
-        self.due.remove(&(due, ticker));
+        let (due, ticker) = self.due.pop_first()?;
         self.markets.remove(&ticker);
-        self.in_flight.insert(ticker, due);
+        self.in_flight.insert(ticker.clone(), due);
         Some(ticker)
     }
 
@@ -173,25 +173,25 @@ impl SnapshotPoller {
     /// The poll of `ticker` finished (stored, or failed for a reason other than 429): its next
     /// turn is one interval after this one, or its next slot after `now_us` when the schedule
     /// fell more than an interval behind.
-    pub fn completed(&mut self, now_us: i64, ticker: &Ticker) {
-        let Some(due) = self.in_flight.remove(ticker) else {
+    pub fn completed(&mut self, now_us: i64, ticker: &str) {
+        let Some((ticker, due)) = self.in_flight.remove_entry(ticker) else {
             return;
         };
         let mut next = due.saturating_add(self.interval_us);
         if next <= now_us.saturating_sub(self.interval_us) {
-            next = self.next_slot(ticker, now_us);
+            next = self.next_slot(&ticker, now_us);
         }
-        self.markets.insert(*ticker, next);
-        self.due.insert((next, *ticker));
+        self.markets.insert(ticker.clone(), next);
+        self.due.insert((next, ticker));
     }
 
     /// The poll of `ticker` got a 429: the market keeps its original turn (so it is first in
     /// line when reads resume) and the budget pauses.
-    pub fn rate_limited(&mut self, now_us: i64, ticker: &Ticker, budget: &mut RestBudget) {
+    pub fn rate_limited(&mut self, now_us: i64, ticker: &str, budget: &mut RestBudget) {
         budget.rate_limited(now_us);
-        if let Some(due) = self.in_flight.remove(ticker) {
-            self.markets.insert(*ticker, due);
-            self.due.insert((due, *ticker));
+        if let Some((ticker, due)) = self.in_flight.remove_entry(ticker) {
+            self.markets.insert(ticker.clone(), due);
+            self.due.insert((due, ticker));
         }
     }
 }
@@ -200,7 +200,7 @@ impl SnapshotPoller {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackfillRequest {
     /// The market.
-    pub ticker: Ticker,
+    pub ticker: MarketKey,
     /// `min_ts`, Unix seconds (window start minus the margin, rounded down).
     pub min_ts: i64,
     /// `max_ts`, Unix seconds (window end plus the margin, rounded up).
@@ -230,7 +230,7 @@ impl BackfillRequest {
     #[must_use]
     pub fn path(&self) -> String {
         let mut path = String::from("/markets/trades?ticker=");
-        push_encoded(&mut path, self.ticker.as_str());
+        push_encoded(&mut path, &self.ticker);
         path.push_str(&format!(
             "&min_ts={}&max_ts={}&limit=1000",
             self.min_ts, self.max_ts
@@ -298,7 +298,7 @@ impl BackfillQueue {
 
     /// Adds a window `[from_us, to_us]` for each market. A window overlapping a queued,
     /// not-yet-started window of the same market is merged into it.
-    pub fn push(&mut self, gap_id: Option<u64>, tickers: &[Ticker], from_us: i64, to_us: i64) {
+    pub fn push(&mut self, gap_id: Option<u64>, tickers: &[MarketKey], from_us: i64, to_us: i64) {
         let (from_us, to_us) = (from_us.min(to_us), from_us.max(to_us));
         let min_ts = from_us.saturating_sub(self.margin_us).div_euclid(1_000_000);
         let max_ts = to_us
@@ -328,7 +328,7 @@ impl BackfillQueue {
                         self.gaps.entry(gap).or_insert((0, 0, true)).0 += 1;
                     }
                     self.queue.push_back(BackfillRequest {
-                        ticker: *ticker,
+                        ticker: ticker.clone(),
                         min_ts,
                         max_ts,
                         cursor: None,
@@ -444,8 +444,8 @@ impl BackfillQueue {
 mod tests {
     use super::*;
 
-    fn ticker(i: usize) -> Ticker {
-        Ticker::new(&format!("KXT-{i:04}")).unwrap()
+    fn ticker(i: usize) -> MarketKey {
+        crate::key::market_key(&format!("KXT-{i:04}"))
     }
 
     // 1,000 markets over a 100 s interval under a 20/s budget, stepped every 10 ms for three
@@ -462,25 +462,25 @@ mod tests {
             poller.add(t0, ticker(i));
         }
         assert_eq!(poller.len(), 1_000);
-        let mut polls: BTreeMap<Ticker, Vec<i64>> = BTreeMap::new();
+        let mut polls: BTreeMap<MarketKey, Vec<i64>> = BTreeMap::new();
         let mut per_second: BTreeMap<i64, u32> = BTreeMap::new();
-        let mut limited: Option<Ticker> = None;
+        let mut limited: Option<MarketKey> = None;
         let mut first_after_pause = None;
         let mut now = t0;
         while now < t0 + 3 * interval {
             while let Some(t) = poller.next_due(now, &mut budget) {
                 if now >= t0 + interval + interval / 2 && limited.is_none() {
-                    limited = Some(t);
                     poller.rate_limited(now, &t, &mut budget);
+                    limited = Some(t);
                     continue;
                 }
                 if limited.is_some() && first_after_pause.is_none() {
-                    first_after_pause = Some(t);
+                    first_after_pause = Some(t.clone());
                 }
                 budget.succeeded();
+                poller.completed(now, &t);
                 polls.entry(t).or_default().push(now);
                 *per_second.entry((now - t0) / 1_000_000).or_default() += 1;
-                poller.completed(now, &t);
             }
             now += 10_000;
         }
@@ -517,10 +517,10 @@ mod tests {
     fn backfill_windows() {
         let mut queue = BackfillQueue::new(5_000_000, 2);
         let mut budget = RestBudget::new(100, 100, 1_000_000, 2_000_000);
-        let a = Ticker::new("KXA-1.5").unwrap();
-        let b = Ticker::new("KX B").unwrap();
-        queue.push(Some(1), &[a, b], 100_000_000, 110_000_000);
-        queue.push(Some(2), &[a], 108_000_000, 130_500_000);
+        let a = crate::key::market_key("KXA-1.5");
+        let b = crate::key::market_key("KX B");
+        queue.push(Some(1), &[a.clone(), b.clone()], 100_000_000, 110_000_000);
+        queue.push(Some(2), std::slice::from_ref(&a), 108_000_000, 130_500_000);
         assert_eq!(queue.len(), 2);
         let first = queue.next_request(0, &mut budget).unwrap();
         assert_eq!(
@@ -569,7 +569,7 @@ mod tests {
         );
         assert!(queue.is_empty());
         // Give up after the attempts.
-        queue.push(Some(9), &[a], 0, 1);
+        queue.push(Some(9), std::slice::from_ref(&a), 0, 1);
         let r = queue.next_request(2_000_000, &mut budget).unwrap();
         queue.failed(5, &r);
         let r = queue.next_request(2_000_000, &mut budget).unwrap();

@@ -17,23 +17,31 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use kalshi_wire::{Aux, EventLifecycle, MarketLifecycle, Ticker};
 use serde::Deserialize;
 
+use crate::key::{MarketKey, market_key};
+
 use crate::shard::shard_for;
 
-/// What the registry knows about one market (the `markets` row).
+/// What the registry knows about one market (the `markets` row). It is kept for every
+/// subscribed market, so it is lean: the ticker is the shared [`MarketKey`], event and series
+/// tickers are shared by the markets of an event, and the status is one of a fixed vocabulary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MarketInfo {
-    /// Ticker.
-    pub ticker: Ticker,
+    /// Ticker (shared with the shards and the poller: allocated once per market).
+    pub ticker: MarketKey,
     /// Event ticker (from REST or the `created` metadata; derived from the ticker when only
     /// an `activated` event was seen: the part before the last `-`).
-    pub event_ticker: String,
+    pub event_ticker: Arc<str>,
     /// Series ticker, when its event is known.
-    pub series_ticker: Option<String>,
-    /// Status in the REST vocabulary (`initialized`, `active`, `inactive`, ...).
-    pub status: String,
+    pub series_ticker: Option<Arc<str>>,
+    /// Status in the REST vocabulary: `initialized`, `active` or `inactive` while subscribed;
+    /// `determined`, `finalized` or `closed` in a [`MarketDelta::Removed`].
+    pub status: &'static str,
     /// Title.
     pub title: Option<String>,
     /// `open_time` / `open_ts`, µs.
@@ -82,14 +90,13 @@ pub enum MarketDelta {
         /// The market.
         market: MarketInfo,
     },
-    /// Unsubscribe this market on `shard`; its row gets `status`.
+    /// Unsubscribe this market on `shard`; its row is `market`, whose `status` says why
+    /// (`determined`, `finalized`, `closed`, ...) and whose `updated_ts` is the removal's.
     Removed {
         /// The owning shard.
         shard: usize,
-        /// The ticker.
-        ticker: Ticker,
-        /// Why: the new status (`determined`, `finalized`, `closed`, ...).
-        status: String,
+        /// The market's last state, with the removal's status and time.
+        market: MarketInfo,
     },
     /// An event row to upsert.
     Event(EventInfo),
@@ -109,29 +116,33 @@ pub enum RegistryError {
     NoPass,
 }
 
+// Pages borrow from the response body (a string is copied only when it has escapes): a
+// discovery pass parses every market, and short-lived copies of every field would fragment the
+// heap that holds the long-lived registry.
 #[derive(Deserialize)]
-struct MarketsPage {
-    #[serde(default)]
-    markets: Option<Vec<RestMarket>>,
+struct MarketsPage<'a> {
+    #[serde(default, borrow)]
+    markets: Option<Vec<RestMarket<'a>>>,
     #[serde(default)]
     cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct RestMarket {
-    ticker: String,
-    #[serde(default)]
-    event_ticker: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    open_time: Option<String>,
-    #[serde(default)]
-    close_time: Option<String>,
-    #[serde(default)]
-    mve_collection_ticker: Option<String>,
+struct RestMarket<'a> {
+    #[serde(borrow)]
+    ticker: Cow<'a, str>,
+    #[serde(default, borrow)]
+    event_ticker: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    title: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    open_time: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    close_time: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    mve_collection_ticker: Option<Cow<'a, str>>,
 }
 
 /// The REST statuses of markets that can still trade.
@@ -144,7 +155,7 @@ struct Pass {
     filter: usize,
     cursor: Option<String>,
     seen_cursors: BTreeSet<String>,
-    seen: BTreeSet<Ticker>,
+    seen: BTreeSet<MarketKey>,
 }
 
 /// The market registry. See the module documentation.
@@ -153,8 +164,10 @@ pub struct MarketRegistry {
     n_shards: usize,
     page_limit: u32,
     include_mve: bool,
-    markets: BTreeMap<Ticker, MarketInfo>,
+    markets: BTreeMap<MarketKey, MarketInfo>,
     events: BTreeMap<String, EventInfo>,
+    /// Event and series tickers, shared by the [`MarketInfo`]s that name them.
+    names: BTreeSet<Arc<str>>,
     pass: Option<Pass>,
     deltas: VecDeque<MarketDelta>,
     /// Markets refused because their ticker does not fit a [`Ticker`].
@@ -168,11 +181,8 @@ fn parse_time(text: Option<&str>) -> Option<i64> {
         .filter(|&us| us > 0)
 }
 
-fn derived_event(ticker: &str) -> String {
-    ticker
-        .rsplit_once('-')
-        .map_or(ticker, |(event, _)| event)
-        .to_owned()
+fn derived_event(ticker: &str) -> &str {
+    ticker.rsplit_once('-').map_or(ticker, |(event, _)| event)
 }
 
 impl MarketRegistry {
@@ -185,10 +195,27 @@ impl MarketRegistry {
             include_mve,
             markets: BTreeMap::new(),
             events: BTreeMap::new(),
+            names: BTreeSet::new(),
             pass: None,
             deltas: VecDeque::new(),
             rejected_tickers: 0,
         }
+    }
+
+    /// The shared copy of an event or series ticker.
+    fn name(&mut self, text: &str) -> Arc<str> {
+        if let Some(name) = self.names.get(text) {
+            return name.clone();
+        }
+        let name: Arc<str> = Arc::from(text);
+        self.names.insert(name.clone());
+        name
+    }
+
+    /// The series of `event_ticker`, when its event is known.
+    fn series_of(&mut self, event_ticker: &str) -> Option<Arc<str>> {
+        let series = self.events.get(event_ticker)?.series_ticker.clone()?;
+        Some(self.name(&series))
     }
 
     /// Number of markets subscribed.
@@ -206,7 +233,7 @@ impl MarketRegistry {
     /// One market.
     #[must_use]
     pub fn get(&self, ticker: &str) -> Option<&MarketInfo> {
-        Ticker::new(ticker).and_then(|t| self.markets.get(&t))
+        self.markets.get(ticker)
     }
 
     /// Every market, by ticker.
@@ -215,11 +242,11 @@ impl MarketRegistry {
     }
 
     /// The markets of one shard.
-    pub fn shard_markets(&self, shard: usize) -> impl Iterator<Item = &Ticker> + '_ {
+    pub fn shard_markets(&self, shard: usize) -> impl Iterator<Item = &MarketKey> + '_ {
         let n = self.n_shards;
         self.markets
             .keys()
-            .filter(move |t| shard_for(t.as_str(), n) == shard)
+            .filter(move |t| shard_for(t, n) == shard)
     }
 
     /// The next change, if any.
@@ -228,10 +255,10 @@ impl MarketRegistry {
     }
 
     fn add(&mut self, market: MarketInfo) {
-        let shard = shard_for(market.ticker.as_str(), self.n_shards);
+        let shard = shard_for(&market.ticker, self.n_shards);
         match self.markets.get(&market.ticker) {
             None => {
-                self.markets.insert(market.ticker, market.clone());
+                self.markets.insert(market.ticker.clone(), market.clone());
                 self.deltas.push_back(MarketDelta::Added { shard, market });
             }
             Some(old) if *old != market => {
@@ -244,7 +271,7 @@ impl MarketRegistry {
                     || old.open_ts != market.open_ts
                     || old.title != market.title
                     || old.event_ticker != market.event_ticker;
-                self.markets.insert(market.ticker, market.clone());
+                self.markets.insert(market.ticker.clone(), market.clone());
                 if changed {
                     self.deltas.push_back(MarketDelta::Updated { market });
                 }
@@ -253,12 +280,13 @@ impl MarketRegistry {
         }
     }
 
-    fn remove(&mut self, ticker: &Ticker, status: &str) {
-        if self.markets.remove(ticker).is_some() {
+    fn remove(&mut self, now_us: i64, ticker: &str, status: &'static str) {
+        if let Some(mut market) = self.markets.remove(ticker) {
+            market.status = status;
+            market.updated_ts = now_us;
             self.deltas.push_back(MarketDelta::Removed {
-                shard: shard_for(ticker.as_str(), self.n_shards),
-                ticker: *ticker,
-                status: status.to_owned(),
+                shard: shard_for(ticker, self.n_shards),
+                market,
             });
         }
     }
@@ -316,30 +344,36 @@ impl MarketRegistry {
         let page: MarketsPage =
             serde_json::from_slice(body).map_err(|e| RegistryError::BadPage(e.to_string()))?;
         for market in page.markets.unwrap_or_default() {
-            let Some(ticker) = Ticker::new(&market.ticker) else {
+            if Ticker::new(&market.ticker).is_none() {
                 self.rejected_tickers += 1;
                 continue;
-            };
+            }
             let status = market.status.unwrap_or_default();
-            if !LIVE_STATUSES.contains(&status.as_str()) {
+            let status: &str = &status;
+            let Some(&status) = LIVE_STATUSES.iter().find(|s| **s == status) else {
                 continue;
-            }
+            };
+            // The registry's own key when the market is known: one allocation per market.
+            let ticker = self
+                .markets
+                .get_key_value(&*market.ticker)
+                .map_or_else(|| market_key(&market.ticker), |(key, _)| key.clone());
             if let Some(pass) = self.pass.as_mut() {
-                pass.seen.insert(ticker);
+                pass.seen.insert(ticker.clone());
             }
-            let event_ticker = market
-                .event_ticker
-                .unwrap_or_else(|| derived_event(&market.ticker));
-            let series_ticker = self
-                .events
-                .get(&event_ticker)
-                .and_then(|e| e.series_ticker.clone());
+            let event_ticker = self.name(
+                market
+                    .event_ticker
+                    .as_deref()
+                    .unwrap_or_else(|| derived_event(&market.ticker)),
+            );
+            let series_ticker = self.series_of(&event_ticker);
             self.add(MarketInfo {
                 ticker,
                 event_ticker,
                 series_ticker,
                 status,
-                title: market.title,
+                title: market.title.map(Cow::into_owned),
                 open_ts: parse_time(market.open_time.as_deref()),
                 close_ts: parse_time(market.close_time.as_deref()),
                 mve: market.mve_collection_ticker.is_some_and(|c| !c.is_empty())
@@ -365,14 +399,14 @@ impl MarketRegistry {
                 if pass.filter == PASS_FILTERS.len() {
                     let seen = core::mem::take(&mut pass.seen);
                     self.pass = None;
-                    let gone: Vec<Ticker> = self
+                    let gone: Vec<MarketKey> = self
                         .markets
                         .keys()
                         .filter(|t| !seen.contains(*t))
-                        .copied()
+                        .cloned()
                         .collect();
                     for ticker in gone {
-                        self.remove(&ticker, "closed");
+                        self.remove(now_us, &ticker, "closed");
                     }
                 }
             }
@@ -389,14 +423,16 @@ impl MarketRegistry {
     pub fn apply_market_lifecycle(&mut self, now_us: i64, record: &MarketLifecycle, aux: &Aux) {
         let ticker = record.ticker;
         let event_type = aux.text(record.event_type);
-        let existing = self.markets.get(&ticker).cloned();
+        let existing = self.markets.get(ticker.as_str()).cloned();
+        let event_ticker = self.name(
+            aux.opt_text(record.metadata.event_ticker)
+                .unwrap_or_else(|| derived_event(ticker.as_str())),
+        );
         let base = || MarketInfo {
-            ticker,
-            event_ticker: aux
-                .opt_text(record.metadata.event_ticker)
-                .map_or_else(|| derived_event(ticker.as_str()), str::to_owned),
+            ticker: market_key(ticker.as_str()),
+            event_ticker: event_ticker.clone(),
             series_ticker: None,
-            status: "initialized".to_owned(),
+            status: "initialized",
             title: aux.opt_text(record.metadata.title).map(str::to_owned),
             open_ts: record.open_ts,
             close_ts: record.close_ts,
@@ -406,13 +442,10 @@ impl MarketRegistry {
         match event_type {
             "created" => {
                 let mut market = existing.unwrap_or_else(base);
-                if let Some(event) = aux.opt_text(record.metadata.event_ticker) {
-                    event.clone_into(&mut market.event_ticker);
+                if aux.opt_text(record.metadata.event_ticker).is_some() {
+                    market.event_ticker = event_ticker.clone();
                 }
-                market.series_ticker = self
-                    .events
-                    .get(&market.event_ticker)
-                    .and_then(|e| e.series_ticker.clone());
+                market.series_ticker = self.series_of(&market.event_ticker);
                 market.open_ts = record.open_ts.or(market.open_ts);
                 market.close_ts = record.close_ts.or(market.close_ts);
                 if market.title.is_none() {
@@ -424,7 +457,7 @@ impl MarketRegistry {
             "activated" | "deactivated" => {
                 let mut market = existing.unwrap_or_else(base);
                 let deactivated = record.is_deactivated.unwrap_or(event_type == "deactivated");
-                market.status = if deactivated { "inactive" } else { "active" }.to_owned();
+                market.status = if deactivated { "inactive" } else { "active" };
                 market.updated_ts = now_us;
                 self.add(market);
             }
@@ -435,8 +468,8 @@ impl MarketRegistry {
                     self.add(market);
                 }
             }
-            "determined" => self.remove(&ticker, "determined"),
-            "settled" => self.remove(&ticker, "finalized"),
+            "determined" => self.remove(now_us, ticker.as_str(), "determined"),
+            "settled" => self.remove(now_us, ticker.as_str(), "finalized"),
             _ => {}
         }
     }
@@ -514,16 +547,13 @@ mod tests {
             .map(|m| m.ticker.clone())
             .collect();
         assert!(!live.is_empty());
-        let found: BTreeSet<String> = registry
-            .markets()
-            .map(|m| m.ticker.as_str().to_owned())
-            .collect();
+        let found: BTreeSet<String> = registry.markets().map(|m| m.ticker.to_string()).collect();
         assert_eq!(found, live);
         for delta in drain(&mut registry) {
             let MarketDelta::Added { shard, market } = delta else {
                 panic!("{delta:?}")
             };
-            assert_eq!(shard, shard_for(market.ticker.as_str(), 3));
+            assert_eq!(shard, shard_for(&market.ticker, 3));
             assert!(!market.event_ticker.is_empty());
             assert!(market.close_ts.is_some());
         }
@@ -628,7 +658,7 @@ mod tests {
         };
         assert_eq!(market.status, "inactive");
         assert!(
-            matches!(&deltas[3], MarketDelta::Removed { status, .. } if status == "determined")
+            matches!(&deltas[3], MarketDelta::Removed { market, .. } if market.status == "determined")
         );
         assert!(registry.is_empty());
     }

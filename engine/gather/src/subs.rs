@@ -40,7 +40,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use kalshi_wire::{Command, ControlKind, Decoded, Record, Ticker, UpdateAction, encode_command};
+use kalshi_wire::{Command, ControlKind, Decoded, Record, UpdateAction, encode_command};
+
+use crate::key::{MarketKey, market_key};
 
 use crate::rate::RateLimiter;
 use crate::seq::{GapEvent, Repair, SeqOutcome, SeqTracker};
@@ -227,7 +229,7 @@ pub enum Action {
         /// The gap this repairs, if it is one.
         gap_id: Option<u64>,
         /// Markets.
-        tickers: Vec<Ticker>,
+        tickers: Vec<MarketKey>,
         /// Window start, µs.
         from_us: i64,
         /// Window end, µs.
@@ -249,7 +251,7 @@ pub enum Action {
         /// Kalshi's message.
         message: String,
         /// The markets of the command.
-        tickers: Vec<Ticker>,
+        tickers: Vec<MarketKey>,
     },
     /// An error frame that belongs to no command or subscription; log it.
     ServerError {
@@ -340,8 +342,8 @@ struct Sub {
     state: SubState,
     sid: Option<u64>,
     tracker: SeqTracker,
-    confirmed: BTreeSet<Ticker>,
-    rejected: BTreeSet<Ticker>,
+    confirmed: BTreeSet<MarketKey>,
+    rejected: BTreeSet<MarketKey>,
     /// Receive time of the last in-order sequenced frame.
     last_frame_us: Option<i64>,
     /// A trade backfill window is open from this time until every market is confirmed.
@@ -355,7 +357,7 @@ struct Sub {
 struct Planned {
     kind: CommandKind,
     sub: usize,
-    markets: Vec<Ticker>,
+    markets: Vec<MarketKey>,
     /// For `unsubscribe`: the sid. Otherwise resolved at send time.
     sid: Option<u64>,
     gap_id: Option<u64>,
@@ -369,7 +371,7 @@ struct Pending {
     planned: Planned,
     deadline_us: i64,
     /// `get_snapshot`: markets whose snapshot has not arrived yet.
-    awaiting: BTreeSet<Ticker>,
+    awaiting: BTreeSet<MarketKey>,
 }
 
 /// How many superseded sids are remembered to label dropped frames.
@@ -383,20 +385,20 @@ pub struct SubscriptionManager {
     next_id: u64,
     next_gap_id: u64,
     connected: bool,
-    desired: BTreeSet<Ticker>,
+    desired: BTreeSet<MarketKey>,
     subs: Vec<Sub>,
     retired: VecDeque<u64>,
     queue: VecDeque<Planned>,
     pending: Vec<Pending>,
-    snapshot_wanted: BTreeSet<Ticker>,
+    snapshot_wanted: BTreeSet<MarketKey>,
     actions: VecDeque<Action>,
     /// Open gaps being repaired by `get_snapshot`: gap id → markets still awaited.
-    snapshot_gaps: BTreeMap<u64, BTreeSet<Ticker>>,
+    snapshot_gaps: BTreeMap<u64, BTreeSet<MarketKey>>,
     /// The connection-level gap of the last reconnect, repaired when all markets are back.
     reconnect_gap: Option<u64>,
     /// Markets added while running whose trades must be backfilled from this time until their
     /// trade subscription is confirmed.
-    new_market_from: BTreeMap<Ticker, i64>,
+    new_market_from: BTreeMap<MarketKey, i64>,
     stats: SubsStats,
 }
 
@@ -454,7 +456,7 @@ impl SubscriptionManager {
     }
 
     /// The markets assigned to this connection.
-    pub fn markets(&self) -> impl ExactSizeIterator<Item = &Ticker> + '_ {
+    pub fn markets(&self) -> impl ExactSizeIterator<Item = &MarketKey> + '_ {
         self.desired.iter()
     }
 
@@ -476,7 +478,7 @@ impl SubscriptionManager {
     }
 
     /// Markets the exchange confirmed on `channel`.
-    pub fn confirmed(&self, channel: Channel) -> impl Iterator<Item = &Ticker> + '_ {
+    pub fn confirmed(&self, channel: Channel) -> impl Iterator<Item = &MarketKey> + '_ {
         self.subs
             .iter()
             .filter(move |s| s.channel == channel)
@@ -498,7 +500,11 @@ impl SubscriptionManager {
     /// connection. `listed_at_us` is given for markets that appeared while running (a
     /// `created` lifecycle event, a later discovery pass): their trades from then until the
     /// trade subscription covers them are backfilled ([`BackfillCause::NewMarket`]).
-    pub fn add_markets(&mut self, tickers: &[Ticker], listed_at_us: Option<i64>) -> Vec<Ticker> {
+    pub fn add_markets(
+        &mut self,
+        tickers: &[MarketKey],
+        listed_at_us: Option<i64>,
+    ) -> Vec<MarketKey> {
         let mut overflow = Vec::new();
         let has_trade = self.subs.iter().any(|s| s.channel == Channel::Trade);
         for ticker in tickers {
@@ -506,13 +512,13 @@ impl SubscriptionManager {
                 continue;
             }
             if self.desired.len() >= self.config.markets_per_subscription {
-                overflow.push(*ticker);
+                overflow.push(ticker.clone());
             } else {
-                self.desired.insert(*ticker);
+                self.desired.insert(ticker.clone());
                 if let Some(from_us) = listed_at_us
                     && has_trade
                 {
-                    self.new_market_from.insert(*ticker, from_us);
+                    self.new_market_from.insert(ticker.clone(), from_us);
                 }
             }
         }
@@ -521,7 +527,7 @@ impl SubscriptionManager {
     }
 
     /// Removes markets from this connection (settled, or moved).
-    pub fn remove_markets(&mut self, tickers: &[Ticker]) {
+    pub fn remove_markets(&mut self, tickers: &[MarketKey]) {
         for ticker in tickers {
             self.desired.remove(ticker);
             self.snapshot_wanted.remove(ticker);
@@ -530,10 +536,20 @@ impl SubscriptionManager {
         self.reconcile();
     }
 
+    /// The shared key of `ticker` when this manager has it assigned (no allocation), else a
+    /// new one.
+    #[must_use]
+    pub fn market_key(&self, ticker: &str) -> MarketKey {
+        self.desired
+            .get(ticker)
+            .cloned()
+            .unwrap_or_else(|| market_key(ticker))
+    }
+
     /// Asks for a fresh snapshot of one market (its book reported an integrity error). Batched
     /// with other requests into `get_snapshot` commands; ignored for a market not on the
     /// active `orderbook_delta` subscription (its next subscription brings a snapshot anyway).
-    pub fn request_snapshot(&mut self, ticker: &Ticker) {
+    pub fn request_snapshot(&mut self, ticker: &str) {
         let awaited = self
             .pending
             .iter()
@@ -541,9 +557,12 @@ impl SubscriptionManager {
         let on_book = self
             .subs
             .iter()
-            .any(|s| s.channel == Channel::OrderbookDelta && s.confirmed.contains(ticker));
-        if on_book && !awaited {
-            self.snapshot_wanted.insert(*ticker);
+            .filter(|s| s.channel == Channel::OrderbookDelta)
+            .find_map(|s| s.confirmed.get(ticker));
+        if let Some(key) = on_book
+            && !awaited
+        {
+            self.snapshot_wanted.insert(key.clone());
         }
     }
 
@@ -565,7 +584,7 @@ impl SubscriptionManager {
                 sid: None,
                 expected_seq: None,
                 received_seq: None,
-                tickers: self.desired.iter().map(|t| t.as_str().to_owned()).collect(),
+                tickers: self.desired.iter().map(|t| t.to_string()).collect(),
                 repair: Repair::Reconnect,
                 repaired_ts: None,
                 backfilled_trades: None,
@@ -699,7 +718,7 @@ impl SubscriptionManager {
                 markets: planned.markets.len(),
             };
             let awaiting = if planned.kind == CommandKind::GetSnapshot {
-                planned.markets.iter().copied().collect()
+                planned.markets.iter().cloned().collect()
             } else {
                 BTreeSet::new()
             };
@@ -715,7 +734,7 @@ impl SubscriptionManager {
 
     fn encode(&self, id: u64, planned: &Planned, channel: Option<Channel>, out: &mut Vec<u8>) {
         out.clear();
-        let tickers: Vec<&str> = planned.markets.iter().map(Ticker::as_str).collect();
+        let tickers: Vec<&str> = planned.markets.iter().map(|t| &**t).collect();
         let channel_name = [channel.map_or("", Channel::as_str)];
         let sid = planned.sid.unwrap_or(0);
         let command = match planned.kind {
@@ -760,7 +779,7 @@ impl SubscriptionManager {
             self.snapshot_wanted.clear();
             return;
         };
-        let wanted: Vec<Ticker> = core::mem::take(&mut self.snapshot_wanted)
+        let wanted: Vec<MarketKey> = core::mem::take(&mut self.snapshot_wanted)
             .into_iter()
             .collect();
         for chunk in wanted.chunks(self.config.markets_per_command.max(1)) {
@@ -782,7 +801,7 @@ impl SubscriptionManager {
         id
     }
 
-    fn in_flight(&self, sub: usize, kind: CommandKind) -> BTreeSet<Ticker> {
+    fn in_flight(&self, sub: usize, kind: CommandKind) -> BTreeSet<MarketKey> {
         self.queue
             .iter()
             .filter(|p| p.sub == sub && p.kind == kind)
@@ -792,7 +811,7 @@ impl SubscriptionManager {
                     .map(|p| &p.planned)
                     .filter(|p| p.sub == sub && p.kind == kind),
             )
-            .flat_map(|p| p.markets.iter().copied())
+            .flat_map(|p| p.markets.iter().cloned())
             .collect()
     }
 
@@ -806,7 +825,7 @@ impl SubscriptionManager {
             let (state, global) = (self.subs[index].state, self.subs[index].channel.is_global());
             match state {
                 SubState::Idle => {
-                    let markets: Vec<Ticker> = if global {
+                    let markets: Vec<MarketKey> = if global {
                         Vec::new()
                     } else {
                         let rejected = &self.subs[index].rejected;
@@ -814,7 +833,7 @@ impl SubscriptionManager {
                             .iter()
                             .filter(|t| !rejected.contains(*t))
                             .take(batch)
-                            .copied()
+                            .cloned()
                             .collect()
                     };
                     if global || !markets.is_empty() {
@@ -834,7 +853,7 @@ impl SubscriptionManager {
                     let adding = self.in_flight(index, CommandKind::AddMarkets);
                     let deleting = self.in_flight(index, CommandKind::DeleteMarkets);
                     let sub = &self.subs[index];
-                    let to_add: Vec<Ticker> = self
+                    let to_add: Vec<MarketKey> = self
                         .desired
                         .iter()
                         .filter(|t| {
@@ -842,13 +861,13 @@ impl SubscriptionManager {
                                 && !sub.rejected.contains(*t)
                                 && !adding.contains(*t)
                         })
-                        .copied()
+                        .cloned()
                         .collect();
-                    let to_delete: Vec<Ticker> = sub
+                    let to_delete: Vec<MarketKey> = sub
                         .confirmed
                         .iter()
                         .filter(|t| !self.desired.contains(*t) && !deleting.contains(*t))
-                        .copied()
+                        .cloned()
                         .collect();
                     for (kind, markets) in [
                         (CommandKind::DeleteMarkets, to_delete),
@@ -906,7 +925,7 @@ impl SubscriptionManager {
             }
         }
         if let (Record::Snapshot(snapshot), Some(id)) = (&decoded.record, header.id) {
-            self.snapshot_answered(now_us, id.get(), &snapshot.ticker);
+            self.snapshot_answered(now_us, id.get(), snapshot.ticker.as_str());
         }
         self.stats.delivered += 1;
         let channel = self.subs[index].channel;
@@ -937,7 +956,7 @@ impl SubscriptionManager {
         Some(sid)
     }
 
-    fn snapshot_answered(&mut self, now_us: i64, id: u64, ticker: &Ticker) {
+    fn snapshot_answered(&mut self, now_us: i64, id: u64, ticker: &str) {
         let Some(position) = self.pending.iter().position(|p| p.id == id) else {
             return;
         };
@@ -976,7 +995,7 @@ impl SubscriptionManager {
         let gap_id = self.new_gap_id();
         let sub = &self.subs[index];
         let channel = sub.channel;
-        let tickers: Vec<Ticker> = sub.confirmed.iter().copied().collect();
+        let tickers: Vec<MarketKey> = sub.confirmed.iter().cloned().collect();
         let ended = received.is_none();
         let repair = match (channel, ended) {
             (_, true) => Repair::Resubscribe,
@@ -992,7 +1011,7 @@ impl SubscriptionManager {
             sid: sub.sid,
             expected_seq: expected,
             received_seq: received,
-            tickers: tickers.iter().map(|t| t.as_str().to_owned()).collect(),
+            tickers: tickers.iter().map(|t| t.to_string()).collect(),
             repair,
             repaired_ts: None,
             backfilled_trades: None,
@@ -1015,7 +1034,7 @@ impl SubscriptionManager {
             self.resubscribe(index, Some(gap_id), false);
         } else if channel == Channel::OrderbookDelta {
             self.snapshot_gaps
-                .insert(gap_id, tickers.iter().copied().collect());
+                .insert(gap_id, tickers.iter().cloned().collect());
             for chunk in tickers.chunks(self.config.markets_per_command.max(1)) {
                 self.queue.push_back(Planned {
                     kind: CommandKind::GetSnapshot,
@@ -1216,7 +1235,14 @@ impl SubscriptionManager {
         }
     }
 
-    fn activate(&mut self, now_us: i64, index: usize, sid: u64, markets: &[Ticker], fresh: bool) {
+    fn activate(
+        &mut self,
+        now_us: i64,
+        index: usize,
+        sid: u64,
+        markets: &[MarketKey],
+        fresh: bool,
+    ) {
         let Some(sub) = self.subs.get_mut(index) else {
             return;
         };
@@ -1237,16 +1263,16 @@ impl SubscriptionManager {
     }
 
     /// Markets confirmed on subscription `index`: close their part of an open trade window.
-    fn confirm(&mut self, now_us: i64, index: usize, markets: &[Ticker]) {
+    fn confirm(&mut self, now_us: i64, index: usize, markets: &[MarketKey]) {
         let Some(sub) = self.subs.get_mut(index) else {
             return;
         };
-        sub.confirmed.extend(markets.iter().copied());
+        sub.confirmed.extend(markets.iter().cloned());
         if sub.channel == Channel::Trade && !self.new_market_from.is_empty() {
-            let mut by_start: BTreeMap<i64, Vec<Ticker>> = BTreeMap::new();
+            let mut by_start: BTreeMap<i64, Vec<MarketKey>> = BTreeMap::new();
             for ticker in markets {
                 if let Some(from_us) = self.new_market_from.remove(ticker) {
-                    by_start.entry(from_us).or_default().push(*ticker);
+                    by_start.entry(from_us).or_default().push(ticker.clone());
                 }
             }
             // A reconnect window covers these markets from its start; a market listed before
@@ -1313,10 +1339,11 @@ impl SubscriptionManager {
                 // A repeat subscribe merged into a subscription the server already had: adopt
                 // its sid, joining its seq stream where it is now.
                 if let Some(sid) = sid {
-                    let listed: Vec<Ticker> = decoded
+                    let listed: Vec<MarketKey> = decoded
                         .aux
                         .list(control.market_tickers)
-                        .filter_map(Ticker::new)
+                        .filter(|t| kalshi_wire::Ticker::new(t).is_some())
+                        .map(market_key)
                         .collect();
                     if let Some(sub) = self.subs.get_mut(index) {
                         sub.tracker = SeqTracker::unanchored();
@@ -1401,7 +1428,7 @@ impl SubscriptionManager {
                     .get(index)
                     .map_or(Channel::OrderbookDelta, |s| s.channel);
                 if let Some(sub) = self.subs.get_mut(index) {
-                    sub.rejected.extend(pending.planned.markets.iter().copied());
+                    sub.rejected.extend(pending.planned.markets.iter().cloned());
                     if pending.planned.kind == CommandKind::Subscribe {
                         sub.state = if sub.channel.is_global() {
                             SubState::Failed
@@ -1458,8 +1485,8 @@ mod tests {
         core::iter::from_fn(|| manager.poll_action()).collect()
     }
 
-    fn tickers(names: &[&str]) -> Vec<Ticker> {
-        names.iter().map(|n| Ticker::new(n).unwrap()).collect()
+    fn tickers(names: &[&str]) -> Vec<MarketKey> {
+        names.iter().map(|n| market_key(n)).collect()
     }
 
     // The command sequence: one subscribe per channel with the first batch and an explicit

@@ -20,8 +20,9 @@ use kalshi_gather::subs::{
     Action, BackfillCause, Channel, CommandKind, DropReason, SubsConfig, SubscriptionManager,
     Verdict,
 };
+use kalshi_gather::{MarketKey, market_key};
 use kalshi_sim_core::{Exchange, ExchangeConfig, Session, SessionConfig};
-use kalshi_wire::{Decoder, Record, Ticker};
+use kalshi_wire::{Decoder, Record};
 
 const T0: i64 = 1_800_000_000_000_000;
 const STEP_US: i64 = 100_000;
@@ -34,7 +35,7 @@ struct Harness {
     registry: MarketRegistry,
     decoder: Decoder,
     rest_decoder: Decoder,
-    books: BTreeMap<Ticker, Book>,
+    books: BTreeMap<MarketKey, Book>,
     now: i64,
     inbox: VecDeque<Vec<u8>>,
     connected: bool,
@@ -47,11 +48,11 @@ struct Harness {
     backfill: BackfillQueue,
     budget: RestBudget,
     /// Markets assigned, with the time they were first assigned.
-    assigned: BTreeMap<Ticker, i64>,
+    assigned: BTreeMap<MarketKey, i64>,
     /// Markets assigned by the first discovery (no listing time, so no backfill).
-    initial: BTreeSet<Ticker>,
+    initial: BTreeSet<MarketKey>,
     /// When each market was first confirmed on the trade subscription.
-    trade_confirmed: BTreeMap<Ticker, i64>,
+    trade_confirmed: BTreeMap<MarketKey, i64>,
     gaps: Vec<GapEvent>,
     repaired: BTreeMap<u64, Repair>,
     escalated: Vec<(u64, Repair)>,
@@ -148,16 +149,19 @@ impl Harness {
         while let Some(delta) = self.registry.poll_delta() {
             match delta {
                 MarketDelta::Added { market, .. } => {
-                    self.assigned.entry(market.ticker).or_insert(self.now);
+                    self.assigned
+                        .entry(market.ticker.clone())
+                        .or_insert(self.now);
                     if listed_at.is_none() {
-                        self.initial.insert(market.ticker);
+                        self.initial.insert(market.ticker.clone());
                     }
                     let overflow = self.manager.add_markets(&[market.ticker], listed_at);
                     assert!(overflow.is_empty());
                 }
-                MarketDelta::Removed { ticker, .. } => {
-                    self.manager.remove_markets(&[ticker]);
+                MarketDelta::Removed { market, .. } => {
+                    let ticker = market.ticker;
                     self.books.remove(&ticker);
+                    self.manager.remove_markets(&[ticker]);
                 }
                 MarketDelta::Updated { .. } | MarketDelta::Event(_) => {}
             }
@@ -207,18 +211,18 @@ impl Harness {
                 match decoded.record {
                     Record::Snapshot(s) => {
                         books
-                            .entry(s.ticker)
+                            .entry(market_key(s.ticker.as_str()))
                             .or_default()
                             .apply_snapshot(decoded.yes_levels(), decoded.no_levels())
                             .unwrap();
                     }
                     Record::Delta(d) => {
-                        let book = books.entry(d.ticker).or_default();
+                        let book = books.entry(market_key(d.ticker.as_str())).or_default();
                         if let Err(error) = book.apply_delta(d.side, d.price_e6, d.delta_e2)
                             && error.needs_resync()
                         {
                             *resyncs_requested += 1;
-                            manager.request_snapshot(&d.ticker);
+                            manager.request_snapshot(d.ticker.as_str());
                         }
                     }
                     Record::Trade(t) if !ws_trades.insert(t.trade_id.as_str().to_owned()) => {
@@ -244,7 +248,7 @@ impl Harness {
                 Action::Gap(gap) => {
                     if gap.channel == "orderbook_delta" {
                         for ticker in &gap.tickers {
-                            if let Some(book) = self.books.get_mut(&Ticker::new(ticker).unwrap()) {
+                            if let Some(book) = self.books.get_mut(ticker.as_str()) {
                                 book.invalidate();
                             }
                         }
@@ -312,7 +316,7 @@ impl Harness {
             assert_eq!(status, 200, "{}", request.path());
             let page = self.rest_decoder.decode_rest_trades(&mut body).unwrap();
             for trade in page.trades {
-                assert_eq!(trade.ticker, request.ticker);
+                assert_eq!(trade.ticker.as_str(), &*request.ticker);
                 self.backfilled_trades
                     .insert(trade.trade_id.as_str().to_owned());
             }
@@ -342,7 +346,9 @@ impl Harness {
         self.pump();
         self.run_backfill();
         for ticker in self.manager.confirmed(Channel::Trade) {
-            self.trade_confirmed.entry(*ticker).or_insert(self.now);
+            self.trade_confirmed
+                .entry(ticker.clone())
+                .or_insert(self.now);
         }
     }
 
@@ -361,14 +367,14 @@ impl Harness {
 
     /// Books of every still-subscribed market equal the exchange's; returns how many.
     fn check_books(&self) -> usize {
-        let confirmed: BTreeSet<Ticker> = self
+        let confirmed: BTreeSet<MarketKey> = self
             .manager
             .confirmed(Channel::OrderbookDelta)
-            .copied()
+            .cloned()
             .collect();
         let mut compared = 0;
         for book in self.exchange.final_books() {
-            let ticker = Ticker::new(&book.ticker).unwrap();
+            let ticker = market_key(&book.ticker);
             if !confirmed.contains(&ticker) {
                 continue;
             }
@@ -390,7 +396,7 @@ impl Harness {
     fn check_trades(&self, excluded_from: Option<(i64, i64)>) -> usize {
         let mut expected = 0;
         for trade in self.exchange.trades() {
-            let ticker = Ticker::new(&self.exchange.markets()[trade.market].ticker).unwrap();
+            let ticker = market_key(&self.exchange.markets()[trade.market].ticker);
             let Some(&assigned) = self.assigned.get(&ticker) else {
                 continue;
             };
@@ -469,7 +475,12 @@ fn faults_are_repaired_and_books_match_truth() {
     assert_ne!(h.manager.active_sid(Channel::OrderbookDelta), Some(sid));
     // A corrupted book: the next delta on it will likely go negative or mismatch; force the
     // per-market resync path directly.
-    let ticker = *h.manager.confirmed(Channel::OrderbookDelta).next().unwrap();
+    let ticker = h
+        .manager
+        .confirmed(Channel::OrderbookDelta)
+        .next()
+        .unwrap()
+        .clone();
     h.books
         .get_mut(&ticker)
         .unwrap()

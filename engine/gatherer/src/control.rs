@@ -36,6 +36,7 @@ use kalshi_gather::{
     Action, BackfillCause, BackfillQueue, MarketDelta, MarketInfo, MarketRegistry, RegistryError,
     RestBudget, SnapshotPoller, shard_for,
 };
+use kalshi_gather::{MarketKey, market_key};
 use kalshi_net::{RestClient, RestResponse};
 use kalshi_wire::{Decoder, Level, Record, Ticker};
 use kalshi_writer::{
@@ -72,7 +73,7 @@ pub(crate) struct ControlSetup {
     pub(crate) migration_pending: Option<String>,
     /// Markets the previous run subscribed (backfilled from the resume point when they are not
     /// discovered again).
-    pub(crate) previous_markets: Vec<Ticker>,
+    pub(crate) previous_markets: Vec<MarketKey>,
     pub(crate) stop: Arc<AtomicBool>,
 }
 
@@ -101,8 +102,6 @@ struct ControlPlane {
     producer: Producer,
     backlog: VecDeque<Row>,
     decoder: Decoder,
-    /// The last known state of every subscribed market (for the row of a removed one).
-    known: BTreeMap<Ticker, MarketInfo>,
     gaps: BTreeMap<u64, GapState>,
     /// Connection id → its open connection-level gap (its reconnect backfill belongs to it).
     connection_gaps: BTreeMap<u64, u64>,
@@ -116,9 +115,9 @@ struct ControlPlane {
     next_pass_us: i64,
     discovery_retry_us: i64,
     migration_pending: Option<String>,
-    previous_markets: Vec<Ticker>,
+    previous_markets: Vec<MarketKey>,
     /// Markets to snapshot over REST before the regular schedule (closed while down).
-    priority_snapshots: VecDeque<Ticker>,
+    priority_snapshots: VecDeque<MarketKey>,
     migrate_retry_us: i64,
     gatherer_id: i16,
 }
@@ -147,10 +146,10 @@ pub(crate) fn spawn(setup: ControlSetup) -> Result<std::thread::JoinHandle<()>, 
 
 fn market_row(market: &MarketInfo, gatherer_id: i16) -> MarketRow {
     MarketRow {
-        ticker: market.ticker.as_str().to_owned(),
-        event_ticker: market.event_ticker.clone(),
-        series_ticker: market.series_ticker.clone(),
-        status: market.status.clone(),
+        ticker: market.ticker.to_string(),
+        event_ticker: market.event_ticker.to_string(),
+        series_ticker: market.series_ticker.as_deref().map(str::to_owned),
+        status: market.status.to_owned(),
         title: market.title.clone(),
         open_ts: market.open_ts,
         close_ts: market.close_ts,
@@ -222,7 +221,6 @@ impl ControlPlane {
             producer: setup.producer,
             backlog: VecDeque::new(),
             decoder: Decoder::default(),
-            known: BTreeMap::new(),
             gaps: BTreeMap::new(),
             connection_gaps: BTreeMap::new(),
             rediscover_gaps: Vec::new(),
@@ -492,9 +490,9 @@ impl ControlPlane {
             log::info!("discovery: {} markets subscribed", self.registry.len());
             let previous = core::mem::take(&mut self.previous_markets);
             if let Some(resume) = self.shared.resume_from_us {
-                let gone: Vec<Ticker> = previous
+                let gone: Vec<MarketKey> = previous
                     .into_iter()
-                    .filter(|t| self.registry.get(t.as_str()).is_none())
+                    .filter(|t| self.registry.get(t).is_none())
                     .collect();
                 if !gone.is_empty() {
                     log::info!(
@@ -527,38 +525,28 @@ impl ControlPlane {
 
     fn apply_deltas(&mut self, now: i64, listed_at: Option<i64>) {
         let n = self.shards.len();
-        let mut adds: Vec<Vec<Ticker>> = vec![Vec::new(); n];
-        let mut removes: Vec<Vec<Ticker>> = vec![Vec::new(); n];
+        let mut adds: Vec<Vec<MarketKey>> = vec![Vec::new(); n];
+        let mut removes: Vec<Vec<MarketKey>> = vec![Vec::new(); n];
         let mut rows = Vec::new();
         while let Some(delta) = self.registry.poll_delta() {
             match delta {
                 MarketDelta::Added { shard, market } => {
                     if let Some(list) = adds.get_mut(shard) {
-                        list.push(market.ticker);
+                        list.push(market.ticker.clone());
                     }
                     if self.shared.config.poller.enabled {
-                        self.poller.add(now, market.ticker);
+                        self.poller.add(now, market.ticker.clone());
                     }
                     rows.push(Row::Market(Box::new(market_row(&market, self.gatherer_id))));
-                    self.known.insert(market.ticker, market);
                 }
                 MarketDelta::Updated { market } => {
                     rows.push(Row::Market(Box::new(market_row(&market, self.gatherer_id))));
-                    self.known.insert(market.ticker, market);
                 }
-                MarketDelta::Removed {
-                    shard,
-                    ticker,
-                    status,
-                } => {
+                MarketDelta::Removed { shard, market } => {
+                    self.poller.remove(&market.ticker);
+                    rows.push(Row::Market(Box::new(market_row(&market, self.gatherer_id))));
                     if let Some(list) = removes.get_mut(shard) {
-                        list.push(ticker);
-                    }
-                    self.poller.remove(&ticker);
-                    if let Some(mut market) = self.known.remove(&ticker) {
-                        market.status = status;
-                        market.updated_ts = now;
-                        rows.push(Row::Market(Box::new(market_row(&market, self.gatherer_id))));
+                        list.push(market.ticker);
                     }
                 }
                 MarketDelta::Event(event) => {
@@ -853,7 +841,7 @@ impl ControlPlane {
     // ---- snapshots --------------------------------------------------------------------------
 
     fn step_poller(&mut self, now: i64) -> bool {
-        if let Some(ticker) = self.priority_snapshots.front().copied()
+        if let Some(ticker) = self.priority_snapshots.front().cloned()
             && self.budget.try_take(now)
         {
             match self.fetch_snapshot(&ticker) {
@@ -888,8 +876,8 @@ impl ControlPlane {
     }
 
     /// Fetches, stores and compares one REST snapshot; returns it as JSON.
-    fn fetch_snapshot(&mut self, ticker: &Ticker) -> Result<Vec<u8>, FetchError> {
-        let path = format!("/markets/{}/orderbook", url_encode(ticker.as_str()));
+    fn fetch_snapshot(&mut self, ticker: &str) -> Result<Vec<u8>, FetchError> {
+        let path = format!("/markets/{}/orderbook", url_encode(ticker));
         let requested_us = now_us();
         let response = self
             .get("orderbook", &path, true)
@@ -908,26 +896,29 @@ impl ControlPlane {
         let mut body = response.body;
         let decoded = self
             .decoder
-            .decode_rest_orderbook(&mut body, ticker.as_str())
+            .decode_rest_orderbook(&mut body, ticker)
             .map_err(|e| FetchError::Failed(format!("undecodable order book: {e}")))?;
         let mut row = self.producer.snapshot_row();
         row.fill_from_wire(&decoded, self.gatherer_id, received, Source::Rest)
             .map_err(|e| FetchError::Failed(e.to_string()))?;
         row.sid = None;
         row.seq = None;
+        // The exchange took this snapshot somewhere between the request and the response: it
+        // holds every change received before the request, and maybe some received while it
+        // was in flight. `snapshot_ts` is the request time, so that "snapshot_ts after a
+        // delta's received_ts" means the snapshot includes that delta.
+        row.snapshot_ts = requested_us;
         let mut json = format!(
             "{{\"ticker\":\"{}\",\"snapshot_ts\":{},\"source\":\"rest\",\"gatherer_id\":{},\"yes\":",
-            ticker.as_str(),
-            received,
-            self.gatherer_id
+            ticker, received, self.gatherer_id
         );
         levels_json(&mut json, &row.yes);
         json.push_str(",\"no\":");
         levels_json(&mut json, &row.no);
         json.push_str("}\n");
-        let shard = shard_for(ticker.as_str(), self.shards.len());
+        let shard = shard_for(ticker, self.shards.len());
         let compare = ShardCmd::Compare {
-            ticker: *ticker,
+            ticker: market_key(ticker),
             yes: row.yes.clone(),
             no: row.no.clone(),
             requested_us,
@@ -941,7 +932,7 @@ impl ControlPlane {
     fn handle_admin(&mut self, request: &AdminRequest) {
         let answer = match Ticker::new(request.ticker.trim()) {
             Some(ticker) if !request.ticker.trim().is_empty() => {
-                match self.fetch_snapshot(&ticker) {
+                match self.fetch_snapshot(ticker.as_str()) {
                     Ok(json) => Ok(json),
                     Err(FetchError::RateLimited) => {
                         self.budget.rate_limited(now_us());

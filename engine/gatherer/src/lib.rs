@@ -121,7 +121,11 @@ pub(crate) fn migrate(url: &str, timeout: Duration) -> Result<(), String> {
 /// The markets the previous run still subscribed (its `markets` rows with a live status): after
 /// a restart, those that closed meanwhile are no longer discovered, but their trades of the
 /// missed window must still be backfilled.
-fn previous_markets(url: &str, timeout: Duration, gatherer_id: i16) -> Vec<kalshi_wire::Ticker> {
+fn previous_markets(
+    url: &str,
+    timeout: Duration,
+    gatherer_id: i16,
+) -> Vec<kalshi_gather::MarketKey> {
     use std::str::FromStr;
     let Ok(mut config) = postgres::Config::from_str(url) else {
         return Vec::new();
@@ -137,7 +141,9 @@ fn previous_markets(url: &str, timeout: Duration, gatherer_id: i16) -> Vec<kalsh
     ) {
         Ok(rows) => rows
             .iter()
-            .filter_map(|r| kalshi_wire::Ticker::new(r.get::<_, &str>(0)))
+            .map(|r| r.get::<_, &str>(0))
+            .filter(|t| kalshi_wire::Ticker::new(t).is_some())
+            .map(kalshi_gather::market_key)
             .collect(),
         Err(e) => {
             log::warn!("reading the previous run's markets: {e}");
@@ -191,11 +197,15 @@ pub fn run(loaded: Loaded) -> Result<(), StartError> {
     let metrics =
         Metrics::new().map_err(|e| StartError::Runtime(format!("registering metrics: {e}")))?;
     let limits = &config.limits;
+    let roots = &config.exchange.tls_root_files;
+    // Read the extra roots once up front, so a bad file is named as the config key it came from.
+    kalshi_net::client_config(roots)
+        .map_err(|e| StartError::Config(format!("exchange.tls_root_files: {e}")))?;
     let rest = RestClient::new(&RestClientConfig {
         base_url: config.rest_url().to_owned(),
         timeout: Duration::from_millis(limits.rest_timeout_ms),
         body_bytes_max: 64 << 20,
-        extra_roots: Vec::new(),
+        extra_roots: roots.clone(),
     })
     .map_err(|e| StartError::Config(format!("exchange.rest_url: {e}")))?;
     check_exchange(&rest, config.rest_url())?;
@@ -203,7 +213,7 @@ pub fn run(loaded: Loaded) -> Result<(), StartError> {
         .map_err(|e| StartError::Config(format!("exchange.ws_url: {e}")))?;
     let tls = if ws_url.secure {
         Some(
-            kalshi_net::client_config(&[])
+            kalshi_net::client_config(roots)
                 .map_err(|e| StartError::Config(format!("TLS setup: {e}")))?,
         )
     } else {

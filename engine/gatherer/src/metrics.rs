@@ -5,7 +5,9 @@
 //! ([`ConnCounters`]) and the shard publishes the differences every
 //! half second (a few `inc_by` calls per interval).
 
-use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use kalshi_gather::DropReason;
 
@@ -46,6 +48,8 @@ pub struct Metrics {
     pub ring_full: IntCounter,
     /// `gatherer_markets`: markets in the registry (subscribed).
     pub markets: IntGauge,
+    /// `gatherer_shard_markets{shard}`: markets assigned to each shard core's connections.
+    pub shard_markets: IntGaugeVec,
     /// `gatherer_backfill_trades_total`: trades fetched by REST backfill.
     pub backfill_trades: IntCounter,
     /// `gatherer_rest_snapshots_total`: REST order book snapshots stored.
@@ -207,6 +211,17 @@ impl Metrics {
                 "Times a shard found its writer ring full and stopped reading (backpressure).",
             )?,
             markets: gauge(r, "gatherer_markets", "Markets subscribed (registry size).")?,
+            shard_markets: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "gatherer_shard_markets",
+                        "Markets assigned to the connections of each shard core.",
+                    ),
+                    &["shard"],
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
             backfill_trades: counter(
                 r,
                 "gatherer_backfill_trades_total",

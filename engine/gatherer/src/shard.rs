@@ -23,7 +23,7 @@
 //! control plane) and the first snapshot of a market (its book).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,13 +31,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use glommio::timer::Timer;
 use glommio::{LocalExecutorBuilder, Placement};
+use kalshi_gather::MarketKey;
 use kalshi_gather::book::ONE_DOLLAR_E6;
 use kalshi_gather::{
     Action, Backoff, Book, Comparison, FailureKind, RetryDecision, SubsConfig, SubscriptionManager,
     Verdict, auth_failure_message,
 };
 use kalshi_net::{ConnectError, WsConnection, WsEvent};
-use kalshi_wire::{Decoder, DecoderConfig, Record, Side, Ticker};
+use kalshi_wire::{Decoder, DecoderConfig, Record, Side};
 use kalshi_writer::{DeltaRow, Producer, PushError, Row, Source, TickerRow, TradeRow};
 
 use crate::metrics::ConnCounters;
@@ -88,13 +89,17 @@ pub(crate) fn spawn(setup: ShardSetup) -> Result<glommio::ExecutorJoinHandle<()>
         })
 }
 
+/// The frame buffer capacity a connection keeps between frames (larger frames grow it for the
+/// moment; typical frames are well under 4 KiB).
+const SCRATCH_KEPT: usize = 64 << 10;
+
 /// One connection's state, shared by its task and the housekeeping task.
 struct Conn {
     id: u64,
     lifecycle: bool,
     manager: SubscriptionManager,
     /// Book and the receive time of its last change.
-    books: BTreeMap<Ticker, (Book, i64)>,
+    books: BTreeMap<MarketKey, (Book, i64)>,
     counters: ConnCounters,
     published: ConnCounters,
     open: bool,
@@ -109,7 +114,7 @@ struct Conn {
     /// trade subscription is confirmed. If the connection drops first, their trades since the
     /// listing are backfilled at once (the subscription manager only does it on confirmation,
     /// which may be long after, or never if they close meanwhile).
-    listed: BTreeMap<Ticker, i64>,
+    listed: BTreeMap<MarketKey, i64>,
 }
 
 impl Conn {
@@ -267,9 +272,12 @@ async fn shard_main(setup: ShardSetup) {
 
 fn publish(ctx: &ShardCtx, published: &mut (i64, i64)) {
     let metrics = &ctx.shared.metrics;
-    let (mut open, mut healthy, mut last) = (0_i64, 0_i64, 0_i64);
+    let (mut open, mut healthy, mut last, mut markets) = (0_i64, 0_i64, 0_i64, 0_i64);
     for conn in ctx.conns.borrow().iter() {
         let mut c = conn.borrow_mut();
+        if !c.lifecycle {
+            markets += c.manager.markets().len() as i64;
+        }
         let Conn {
             counters,
             published: p,
@@ -286,6 +294,10 @@ fn publish(ctx: &ShardCtx, published: &mut (i64, i64)) {
         .connections_healthy
         .fetch_add(healthy - published.1, std::sync::atomic::Ordering::Relaxed);
     *published = (open, healthy);
+    metrics
+        .shard_markets
+        .with_label_values(&[&ctx.index.to_string()])
+        .set(markets);
     ctx.shared
         .last_frame_us
         .fetch_max(last, std::sync::atomic::Ordering::Relaxed);
@@ -345,22 +357,13 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
                 // A market leaving while this connection has an open window (down, or not yet
                 // resubscribed) would lose that window's trades: backfill it up to now.
                 if let Some(from_us) = c.window_from_us {
-                    let mine: Vec<Ticker> = {
-                        let assigned: Vec<&Ticker> = c.manager.markets().collect();
-                        tickers
-                            .iter()
-                            .filter(|t| assigned.contains(t))
-                            .copied()
-                            .collect()
-                    };
-                    let confirmed: Vec<Ticker> = c
-                        .manager
-                        .confirmed(kalshi_gather::Channel::Trade)
-                        .copied()
-                        .collect();
-                    let unseen: Vec<Ticker> = mine
-                        .into_iter()
-                        .filter(|t| !c.open || !confirmed.contains(t))
+                    let assigned: BTreeSet<&MarketKey> = c.manager.markets().collect();
+                    let confirmed: BTreeSet<&MarketKey> =
+                        c.manager.confirmed(kalshi_gather::Channel::Trade).collect();
+                    let unseen: Vec<MarketKey> = tickers
+                        .iter()
+                        .filter(|t| assigned.contains(t) && (!c.open || !confirmed.contains(t)))
+                        .cloned()
                         .collect();
                     if !unseen.is_empty() {
                         ctx.send_control(ControlMsg::Action {
@@ -375,11 +378,11 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
                         });
                     }
                 }
-                c.manager.remove_markets(&tickers);
                 for ticker in &tickers {
                     c.books.remove(ticker);
                     c.listed.remove(ticker);
                 }
+                c.manager.remove_markets(&tickers);
             }
         }
         ShardCmd::Compare {
@@ -394,20 +397,21 @@ fn apply_command(ctx: &Rc<ShardCtx>, cmd: ShardCmd) {
 fn note_listed(
     ctx: &ShardCtx,
     c: &mut Conn,
-    offered: &[Ticker],
-    overflow: &[Ticker],
+    offered: &[MarketKey],
+    overflow: &[MarketKey],
     listed_at_us: Option<i64>,
 ) {
     let Some(at) = listed_at_us else {
         return;
     };
-    let taken: Vec<Ticker> = offered
+    let overflow: BTreeSet<&MarketKey> = overflow.iter().collect();
+    let taken: Vec<MarketKey> = offered
         .iter()
         .filter(|t| !overflow.contains(t))
-        .copied()
+        .cloned()
         .collect();
     for ticker in &taken {
-        c.listed.entry(*ticker).or_insert(at);
+        c.listed.entry(ticker.clone()).or_insert(at);
     }
     // Assigned to a connection that is down: nothing will be confirmed until it is back, so
     // fetch the window since the listing now (the reconnect window covers what follows).
@@ -430,11 +434,11 @@ fn prune_listed(c: &mut Conn) {
     if c.listed.is_empty() {
         return;
     }
-    let confirmed: Vec<Ticker> = c
+    let confirmed: Vec<MarketKey> = c
         .manager
         .confirmed(kalshi_gather::Channel::Trade)
         .filter(|t| c.listed.contains_key(*t))
-        .copied()
+        .cloned()
         .collect();
     for ticker in confirmed {
         c.listed.remove(&ticker);
@@ -445,9 +449,9 @@ fn prune_listed(c: &mut Conn) {
 /// subscription get their window from the listing backfilled now.
 fn backfill_unconfirmed_listings(ctx: &ShardCtx, c: &mut Conn, now: i64) {
     prune_listed(c);
-    let mut by_start: BTreeMap<i64, Vec<Ticker>> = BTreeMap::new();
+    let mut by_start: BTreeMap<i64, Vec<MarketKey>> = BTreeMap::new();
     for (ticker, at) in &c.listed {
-        by_start.entry(*at).or_default().push(*ticker);
+        by_start.entry(*at).or_default().push(ticker.clone());
     }
     for (from_us, tickers) in by_start {
         ctx.send_control(ControlMsg::Action {
@@ -465,7 +469,7 @@ fn backfill_unconfirmed_listings(ctx: &ShardCtx, c: &mut Conn, now: i64) {
 
 fn compare(
     ctx: &ShardCtx,
-    ticker: &Ticker,
+    ticker: &str,
     yes: &[kalshi_wire::Level],
     no: &[kalshi_wire::Level],
     requested_us: i64,
@@ -562,7 +566,7 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
     };
     let frame_bytes_max = shared.config.limits.frame_bytes_max;
     let mut decoder = Decoder::new(DecoderConfig { frame_bytes_max });
-    let mut scratch: Vec<u8> = Vec::with_capacity(64 << 10);
+    let mut scratch: Vec<u8> = Vec::with_capacity(SCRATCH_KEPT);
     let mut raw: Vec<u8> = Vec::new();
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut failures = 0_u64;
@@ -758,6 +762,15 @@ async fn session(
                     let mut c = conn.borrow_mut();
                     handle_text(ctx, &mut c, decoder, scratch, raw, &mut lifecycle_scratch)
                 };
+                // A rare large frame (a subscription's answer listing its markets, a deep
+                // snapshot) grows the buffers; give that memory back rather than keep it per
+                // connection for the life of the process.
+                for buffer in [&mut *scratch, &mut *raw] {
+                    if buffer.capacity() > SCRATCH_KEPT {
+                        buffer.clear();
+                        buffer.shrink_to(SCRATCH_KEPT);
+                    }
+                }
                 if let Some(row) = row {
                     push_row(ctx, conn, row).await;
                 }
@@ -815,9 +828,7 @@ fn drain_actions(ctx: &ShardCtx, conn: &RefCell<Conn>) -> Option<End> {
         match &action {
             Action::Gap(gap) if gap.channel == "orderbook_delta" => {
                 for name in &gap.tickers {
-                    if let Some(ticker) = Ticker::new(name)
-                        && let Some((book, _)) = c.books.get_mut(&ticker)
-                    {
+                    if let Some((book, _)) = c.books.get_mut(name.as_str()) {
                         book.invalidate();
                     }
                 }
@@ -889,7 +900,13 @@ fn handle_text(
             let yes_price = use_yes_price.unwrap_or(false);
             match &decoded.record {
                 Record::Snapshot(s) => {
-                    let entry = c.books.entry(s.ticker).or_default();
+                    // A market's first snapshot on this connection: its key is the one the
+                    // subscription manager holds (shared, not a new allocation).
+                    if !c.books.contains_key(s.ticker.as_str()) {
+                        let key = c.manager.market_key(s.ticker.as_str());
+                        c.books.insert(key, (Book::default(), now));
+                    }
+                    let entry = c.books.get_mut(s.ticker.as_str())?;
                     if let Err(error) = entry
                         .0
                         .apply_snapshot(decoded.yes_levels(), decoded.no_levels())
@@ -917,7 +934,7 @@ fn handle_text(
                             return None;
                         }
                     };
-                    let needs_resync = match c.books.get_mut(&d.ticker) {
+                    let needs_resync = match c.books.get_mut(d.ticker.as_str()) {
                         Some((book, changed)) => {
                             *changed = now;
                             book.apply_delta(d.side, d.price_e6, d.delta_e2)
@@ -928,7 +945,7 @@ fn handle_text(
                     };
                     if needs_resync {
                         c.counters.resyncs += 1;
-                        c.manager.request_snapshot(&d.ticker);
+                        c.manager.request_snapshot(d.ticker.as_str());
                     }
                     if yes_price && d.side == Side::No {
                         row.price_e6 = ONE_DOLLAR_E6 - row.price_e6;

@@ -5,9 +5,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use kalshi_auth::SigningKey;
+use kalshi_gather::MarketKey;
 use kalshi_gather::{Action, Config};
 use kalshi_net::{WsConfig, WsUrl};
-use kalshi_wire::{Level, Ticker};
+use kalshi_wire::Level;
 
 use crate::metrics::Metrics;
 use crate::setup::StartError;
@@ -69,18 +70,18 @@ pub(crate) enum ShardCmd {
     /// Subscribe these markets (they hash to this shard). `listed_at_us` is set for markets
     /// that appeared while running: their trades since then are backfilled.
     Assign {
-        tickers: Vec<Ticker>,
+        tickers: Vec<MarketKey>,
         listed_at_us: Option<i64>,
         /// The previous run's resume point, for markets of the first discovery pass.
         resume_from_us: Option<i64>,
     },
     /// Unsubscribe these markets (settled, closed).
-    Remove { tickers: Vec<Ticker> },
+    Remove { tickers: Vec<MarketKey> },
     /// Compare a REST snapshot (NO-leg prices) with the live book. `requested_us` is when the
     /// REST request was sent: a book changed after that is not compared (the two views would
     /// be of different moments).
     Compare {
-        ticker: Ticker,
+        ticker: MarketKey,
         yes: Vec<Level>,
         no: Vec<Level>,
         requested_us: i64,

@@ -7,7 +7,7 @@
 //! never by `subscribed`, `ticker` or the `list_subscriptions` reply), and the per-connection
 //! command token bucket.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroU64;
 
 use kalshi_wire::{Aux, Control, ControlKind, Decoded, Header, Record, TextList, render_frame};
@@ -199,6 +199,9 @@ struct Subscription {
     channel: Channel,
     /// `None` = every market (firehose / global).
     markets: Option<Vec<String>>,
+    /// The same markets as a set: `covers` runs for every event on every subscription, and a
+    /// scan of up to `market_limit` tickers each time made 100k subscribed markets too slow.
+    index: HashSet<String>,
     use_yes_price: bool,
     skip_ticker_ack: bool,
     last_seq: u64,
@@ -208,9 +211,7 @@ struct Subscription {
 
 impl Subscription {
     fn covers(&self, ticker: &str) -> bool {
-        self.markets
-            .as_ref()
-            .is_none_or(|m| m.iter().any(|t| t == ticker))
+        self.markets.is_none() || self.index.contains(ticker)
     }
 }
 
@@ -663,12 +664,11 @@ impl Session {
             let existing = self
                 .subs
                 .values()
-                .find(|s| s.channel == *channel)
-                .and_then(|s| s.markets.as_ref());
-            let merged = existing.map_or(0, Vec::len)
+                .find(|s| s.channel == *channel && s.markets.is_some());
+            let merged = existing.map_or(0, |s| s.index.len())
                 + filter
                     .iter()
-                    .filter(|t| existing.is_none_or(|e| !e.contains(t)))
+                    .filter(|t| existing.is_none_or(|e| !e.index.contains(*t)))
                     .count();
             if merged > self.config.market_limit {
                 return Err(ProtocolError::MARKET_LIMIT);
@@ -687,7 +687,7 @@ impl Session {
                     && let Some(markets) = sub.markets.as_mut()
                 {
                     for ticker in filter {
-                        if !markets.contains(ticker) {
+                        if sub.index.insert(ticker.clone()) {
                             markets.push(ticker.clone());
                             added.push(ticker.clone());
                         }
@@ -715,6 +715,7 @@ impl Session {
                 sid,
                 Subscription {
                     channel,
+                    index: markets.iter().flatten().cloned().collect(),
                     markets: markets.clone(),
                     use_yes_price,
                     skip_ticker_ack,
@@ -845,23 +846,29 @@ impl Session {
                 let tickers = filter.ok_or(ProtocolError::MARKET_TICKER_REQUIRED)?;
                 let mut added = Vec::new();
                 if action == "add_markets" {
-                    let current = sub.markets.as_ref();
-                    let new: Vec<String> = tickers
-                        .into_iter()
-                        .filter(|t| current.is_none_or(|c| !c.contains(t)))
-                        .collect();
+                    let current = sub.markets.as_ref().map(|_| &sub.index);
+                    let mut new: Vec<String> = Vec::new();
+                    for ticker in tickers {
+                        if current.is_none_or(|c| !c.contains(&ticker)) && !new.contains(&ticker) {
+                            new.push(ticker);
+                        }
+                    }
                     if current.is_some_and(|c| c.len() + new.len() > self.config.market_limit) {
                         return Err(ProtocolError::MARKET_LIMIT);
                     }
-                    if let Some(markets) = self.subs.get_mut(&sid).and_then(|s| s.markets.as_mut())
+                    if let Some(sub) = self.subs.get_mut(&sid)
+                        && let Some(markets) = sub.markets.as_mut()
                     {
                         markets.extend(new.iter().cloned());
+                        sub.index.extend(new.iter().cloned());
                         added = new;
                     }
-                } else if let Some(markets) =
-                    self.subs.get_mut(&sid).and_then(|s| s.markets.as_mut())
+                } else if let Some(sub) = self.subs.get_mut(&sid)
+                    && let Some(markets) = sub.markets.as_mut()
                 {
-                    markets.retain(|t| !tickers.contains(t));
+                    let gone: HashSet<&String> = tickers.iter().collect();
+                    markets.retain(|t| !gone.contains(t));
+                    sub.index.retain(|t| !gone.contains(t));
                 }
                 self.ok(id, sid, out);
                 if channel == Channel::OrderbookDelta {

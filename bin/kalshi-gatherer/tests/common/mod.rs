@@ -135,6 +135,26 @@ pub struct Sim {
 
 impl Sim {
     pub fn start(dir: &Path, key_id: &str, public_key: &Path, seed: u64, market: &Market) -> Sim {
+        Self::start_with(dir, key_id, public_key, seed, market, None)
+    }
+
+    /// Starts the simulator; with `tls` (certificate chain and key PEM files) it serves
+    /// `wss`/`https` only.
+    pub fn start_with(
+        dir: &Path,
+        key_id: &str,
+        public_key: &Path,
+        seed: u64,
+        market: &Market,
+        tls: Option<(&Path, &Path)>,
+    ) -> Sim {
+        let tls_lines = tls.map_or_else(String::new, |(cert, key)| {
+            format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                cert.display(),
+                key.display()
+            )
+        });
         let config = format!(
             r#"seed = {seed}
 truth_log = "{truth}"
@@ -143,7 +163,7 @@ final_books = "{books}"
 listen = "127.0.0.1:0"
 control = "127.0.0.1:0"
 heartbeat_secs = 5.0
-[auth]
+{tls_lines}[auth]
 enabled = true
 [auth.keys]
 "{key_id}" = "{public}"
@@ -297,6 +317,11 @@ pub struct GathererConfig {
     pub health_port: u16,
     pub markets_per_subscription: usize,
     pub poller_interval_s: u64,
+    /// `engine.shard_cores` (threads are not pinned, so these only name the shards).
+    pub shard_cores: Vec<usize>,
+    pub writer_core: usize,
+    /// `exchange.tls_root_files`.
+    pub tls_roots: Vec<PathBuf>,
     pub extra: String,
 }
 
@@ -313,11 +338,19 @@ impl GathererConfig {
             health_port: free_port(),
             markets_per_subscription: 150,
             poller_interval_s: 20,
+            shard_cores: vec![0],
+            writer_core: 1,
+            tls_roots: Vec::new(),
             extra: String::new(),
         }
     }
 
     pub fn toml(&self) -> String {
+        let roots: Vec<String> = self
+            .tls_roots
+            .iter()
+            .map(|p| format!("\"{}\"", p.display()))
+            .collect();
         format!(
             r#"[exchange]
 environment = "sim"
@@ -325,14 +358,15 @@ ws_url = "{ws}"
 rest_url = "{rest}"
 key_id = "{key_id}"
 private_key_file = "{key}"
+tls_root_files = [{roots}]
 
 [database]
 url = "{db}"
 gatherer_id = 3
 
 [engine]
-shard_cores = [0]
-writer_core = 1
+shard_cores = {shards:?}
+writer_core = {writer}
 pin_threads = false
 
 [subscriptions]
@@ -378,6 +412,9 @@ shutdown_timeout_ms = 90000
             rest = self.rest_url,
             key_id = self.key_id,
             key = self.key_file.display(),
+            roots = roots.join(", "),
+            shards = self.shard_cores,
+            writer = self.writer_core,
             db = self.database_url,
             per_sub = self.markets_per_subscription,
             poll = self.poller_interval_s,
@@ -406,7 +443,21 @@ impl Gatherer {
         std::fs::write(&path, config.toml()).unwrap();
         let stderr_path = dir.join(format!("gatherer-{tag}.stderr"));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kalshi-gatherer"))
+        // KALSHI_GATHERER_WRAPPER runs the binary under a profiler (e.g. `heaptrack -o FILE`);
+        // signals and `/proc` readings then go to the gatherer, the wrapper's child.
+        let wrapper = std::env::var("KALSHI_GATHERER_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command
+                    .args(words)
+                    .arg(env!("CARGO_BIN_EXE_kalshi-gatherer"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_kalshi-gatherer")),
+        };
+        let child = command
             .arg("--config")
             .arg(&path)
             .env("KALSHI_TEST_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -469,16 +520,36 @@ impl Gatherer {
         metric_value(&text, name)
     }
 
-    /// The process id (while running).
+    /// The gatherer's process id (while running): the child, or under
+    /// KALSHI_GATHERER_WRAPPER the wrapper's child that runs the gatherer binary.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        let pid = self.child.as_ref().map(Child::id)?;
+        if std::env::var("KALSHI_GATHERER_WRAPPER").is_err() {
+            return Some(pid);
+        }
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(candidate) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat =
+                std::fs::read_to_string(format!("/proc/{candidate}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let exe = std::fs::read_link(format!("/proc/{candidate}/exe")).unwrap_or_default();
+            if ppid == Some(pid) && exe.to_string_lossy().contains("kalshi-gatherer") {
+                return Some(candidate);
+            }
+        }
+        Some(pid)
     }
 
     /// SIGTERM, then wait for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let child = self.child.as_mut().unwrap();
+        let pid = self.pid().unwrap();
         let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -674,15 +745,18 @@ pub fn check_books(client: &mut postgres::Client, truth: &BTreeMap<String, Book>
             book.insert(key, size);
         }
     }
-    // A REST snapshot taken after a market's last stored delta and after its latest WebSocket
-    // snapshot (a market that closed while the gatherer was down) is its latest state.
+    // A REST snapshot requested after a market's last stored delta was received and after its
+    // latest WebSocket snapshot (a market that closed while the gatherer was down) is its
+    // latest state. A REST snapshot's `snapshot_ts` is its request time: one whose request
+    // was in flight when a delta arrived may or may not include that delta, so it is not used
+    // (comparing its receive time instead made this check flaky on a loaded machine).
     let rest = client
         .query(
-            "SELECT DISTINCT ON (s.ticker) s.ticker, s.received_ts, s.yes_price_e6, s.yes_count_e2, \
+            "SELECT DISTINCT ON (s.ticker) s.ticker, s.snapshot_ts, s.yes_price_e6, s.yes_count_e2, \
              s.no_price_e6, s.no_count_e2 FROM orderbook_snapshots s WHERE s.source = 'rest' \
-             AND s.received_ts > coalesce((SELECT max(d.received_ts) FROM orderbook_deltas d \
+             AND s.snapshot_ts > coalesce((SELECT max(d.received_ts) FROM orderbook_deltas d \
              WHERE d.ticker = s.ticker), 0) \
-             ORDER BY s.ticker, s.received_ts DESC",
+             ORDER BY s.ticker, s.snapshot_ts DESC",
             &[],
         )
         .unwrap();
@@ -835,6 +909,15 @@ impl Scenario {
     /// Pauses the exchange (no more events; WebSockets closed), waits until every truth trade
     /// is stored, stops the gatherer with SIGTERM (asserting a clean exit) and returns the truth.
     pub fn finish(&mut self) -> (BTreeMap<String, String>, BTreeMap<String, Book>) {
+        self.finish_with(|_, _| {})
+    }
+
+    /// [`Scenario::finish`], running `check` (with the gatherer and the database) once every
+    /// truth trade is stored and before the gatherer is stopped; the exchange is paused then.
+    pub fn finish_with(
+        &mut self,
+        check: impl FnOnce(&mut Gatherer, &mut postgres::Client),
+    ) -> (BTreeMap<String, String>, BTreeMap<String, Book>) {
         self.sim.control("/pause");
         let books = self.sim.books();
         let truth = self.sim.truth_trades();
@@ -880,6 +963,7 @@ impl Scenario {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+        check(&mut self.gatherer, &mut client);
         let status = self.gatherer.terminate();
         assert!(
             status.success(),
