@@ -396,6 +396,9 @@ pub struct SubscriptionManager {
     snapshot_gaps: BTreeMap<u64, BTreeSet<MarketKey>>,
     /// The connection-level gap of the last reconnect, repaired when all markets are back.
     reconnect_gap: Option<u64>,
+    /// Gaps whose `get_snapshot` repair was cut short by a disconnect: the next connection's
+    /// fresh subscriptions (each with its snapshot) repair them, once fully subscribed.
+    repaired_by_reconnect: Vec<u64>,
     /// Markets added while running whose trades must be backfilled from this time until their
     /// trade subscription is confirmed.
     new_market_from: BTreeMap<MarketKey, i64>,
@@ -444,6 +447,7 @@ impl SubscriptionManager {
             actions: VecDeque::new(),
             snapshot_gaps: BTreeMap::new(),
             reconnect_gap: None,
+            repaired_by_reconnect: Vec::new(),
             new_market_from: BTreeMap::new(),
             stats: SubsStats::default(),
         }
@@ -619,6 +623,15 @@ impl SubscriptionManager {
         self.queue.clear();
         self.pending.clear();
         self.snapshot_wanted.clear();
+        // A `get_snapshot` repair in flight is gone with the connection; the resubscription on
+        // the next one brings every book's snapshot, so that is what repairs the gap now.
+        for gap_id in core::mem::take(&mut self.snapshot_gaps).into_keys() {
+            self.actions.push_back(Action::GapEscalated {
+                gap_id,
+                repair: Repair::Reconnect,
+            });
+            self.repaired_by_reconnect.push(gap_id);
+        }
     }
 
     /// The receive time of the last sequenced frame on any subscription, the natural resume
@@ -1314,6 +1327,15 @@ impl SubscriptionManager {
                 repair: Repair::Reconnect,
                 repaired_ts: now_us,
             });
+        }
+        if self.connected && !self.repaired_by_reconnect.is_empty() && self.is_fully_subscribed() {
+            for gap_id in core::mem::take(&mut self.repaired_by_reconnect) {
+                self.actions.push_back(Action::GapRepaired {
+                    gap_id,
+                    repair: Repair::Reconnect,
+                    repaired_ts: now_us,
+                });
+            }
         }
     }
 

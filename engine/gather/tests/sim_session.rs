@@ -602,3 +602,52 @@ fn escalation_and_reconnect() {
         h.drops
     );
 }
+
+// A connection that drops while a gap's `get_snapshot` repair is in flight: the repair is
+// escalated to the reconnect, and the gap is marked repaired once the next connection is fully
+// subscribed (its fresh subscriptions bring every book's snapshot). Before, the gap stayed open
+// in the ledger for good.
+#[test]
+fn snapshot_repair_cut_by_a_disconnect_is_repaired_by_the_reconnect() {
+    let session = SessionConfig {
+        market_limit: 1_000,
+        commands_per_second: 100,
+        command_burst: 100,
+    };
+    let mut h = Harness::new(true, session);
+    h.exchange.step(h.now);
+    h.discover(None);
+    h.connect(None);
+    h.run_for(10_000_000);
+    assert!(h.manager.is_fully_subscribed());
+
+    h.black_hole_snapshots = true;
+    let sid = h.manager.active_sid(Channel::OrderbookDelta).unwrap();
+    assert!(h.session.fault_skip_seq(sid));
+    h.run_for(200_000);
+    let gap = h
+        .gaps
+        .iter()
+        .find(|g| g.channel == "orderbook_delta")
+        .cloned()
+        .unwrap();
+    assert_eq!(gap.repair, Repair::GetSnapshot);
+    assert!(!h.repaired.contains_key(&gap.gap_id));
+
+    let resume = h.manager.last_frame_us().unwrap();
+    h.disconnect();
+    h.black_hole_snapshots = false;
+    h.drain_actions();
+    assert!(h.escalated.contains(&(gap.gap_id, Repair::Reconnect)));
+    assert!(!h.repaired.contains_key(&gap.gap_id));
+    h.run_for(2_000_000);
+    h.connect(Some(resume));
+    h.run_for(20_000_000);
+    assert!(h.manager.is_fully_subscribed());
+    assert_eq!(h.repaired.get(&gap.gap_id), Some(&Repair::Reconnect));
+    // Every gap recorded is repaired, and the books are right again.
+    for g in &h.gaps {
+        assert!(h.repaired.contains_key(&g.gap_id), "gap {g:?} open");
+    }
+    assert!(h.check_books() > 10);
+}
