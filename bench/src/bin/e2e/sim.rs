@@ -188,6 +188,14 @@ impl Sim {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// `POST /close?conn=all`: every connection gets a close frame (the snapshot storm).
+    pub(crate) fn close_all(&self) -> Result<()> {
+        ureq::post(&format!("http://{}/close?conn=all", self.control))
+            .send_empty()
+            .context("POST /close")?;
+        Ok(())
+    }
+
     /// Waits until load pacing has started (a client subscribed); returns the events
     /// generated at that moment.
     pub(crate) fn wait_pacing(&self, timeout: Duration) -> Result<u64> {
