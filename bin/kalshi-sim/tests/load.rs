@@ -103,3 +103,35 @@ fn load_mode_books_match_truth() {
         assert_eq!(books.get(ticker), Some(&truth), "{ticker}");
     }
 }
+
+// `POST /halt` ends load-mode generation for good while the connection stays open: the event
+// count in /stats stops moving although a subscribed client keeps reading, and the frames it
+// reads after the halt are only those already queued (no more than the count at the halt).
+#[test]
+fn halt_stops_load_generation() {
+    let sim = Sim::start(&["--no-auth", "--load-rate", "5000", "--load-markets", "5"]);
+    let mut client = sim.ws();
+    client.command(
+        "subscribe",
+        Some(
+            json!({"channels": ["orderbook_delta"], "market_tickers": common::open_tickers(&sim)}),
+        ),
+    );
+    // Generation is running: some deltas arrive.
+    for _ in 0..50 {
+        client.until(|f| f["type"] == "orderbook_delta");
+    }
+    let halted = sim.control("/halt");
+    assert_eq!(halted["halted"], true, "{halted}");
+    let at_halt = sim.stats()["load"]["events"].as_u64().unwrap();
+    // Keep reading for a while (the client is not a brake), then the count must not have moved.
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    while std::time::Instant::now() < until {
+        if client.next().is_err() {
+            break;
+        }
+    }
+    let later = sim.stats()["load"]["events"].as_u64().unwrap();
+    assert_eq!(later, at_halt, "load mode kept generating after /halt");
+    sim.terminate();
+}
