@@ -36,15 +36,17 @@ else
     profile=release
     cargo_profile="--release"
 fi
+# One cargo invocation for every package (separate ones unify features differently and
+# rebuild the shared crates); without the gatherer if it does not build.
 # shellcheck disable=SC2086
-cargo build $cargo_profile -p kalshi-sim -p kalshi-bench --bins --examples
+if ! cargo build $cargo_profile -p kalshi-sim -p kalshi-bench -p kalshi-gatherer --bins --examples; then
+    echo "bench-e2e: kalshi-gatherer does not build here; its column will say pending" >&2
+    # shellcheck disable=SC2086
+    cargo build $cargo_profile -p kalshi-sim -p kalshi-bench --bins --examples
+fi
 # shellcheck disable=SC2086
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/rust-typical" \
     cargo build $cargo_profile --manifest-path bench/baselines/rust-typical/Cargo.toml
-# shellcheck disable=SC2086
-if ! cargo build $cargo_profile -p kalshi-gatherer; then
-    echo "bench-e2e: kalshi-gatherer does not build here; its column will say pending" >&2
-fi
 dedup=""
 if [ "$mode" != smoke ]; then
     # The deduplicator's merge bench (engine/dedup/tests/bench.rs), run by the driver.

@@ -328,9 +328,11 @@ fn poll(
     while !stop.load(Ordering::SeqCst) {
         let row = db.query_one(&query, &[&block])?;
         let now = wall_us();
-        if let (Some(max_ts), Some(max_block), Some(max_recv)) =
-            (row.get::<_, Option<i64>>(0), row.get(1), row.get::<_, Option<i64>>(2))
-        {
+        if let (Some(max_ts), Some(max_block), Some(max_recv)) = (
+            row.get::<_, Option<i64>>(0),
+            row.get(1),
+            row.get::<_, Option<i64>>(2),
+        ) {
             block = max_block;
             if max_ts > newest {
                 newest = max_ts;

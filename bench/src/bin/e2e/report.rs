@@ -518,7 +518,10 @@ fn targets(o: &mut String, results: &[CollectorResult]) {
                 s.rss_peak_kib / 1024
             )
         } else {
-            format!("not resynced within 120 s ({} of {} markets)", s.resynced, s.markets)
+            format!(
+                "not resynced within 120 s ({} of {} markets)",
+                s.resynced, s.markets
+            )
         }),
         verdict(storm.map(|s| s.resync_secs <= 5.0 && s.markets >= 10_000))
     );

@@ -223,6 +223,13 @@ impl Sim {
     /// connections instead — `POST /pause`, or stopping the process — would cut off whatever a
     /// backed-up client had not read within the simulator's 2 s close deadline.)
     pub(crate) fn end_generation(&self, brake: std::net::SocketAddr) -> Result<(Summary, Instant)> {
+        // `POST /halt` stops load generation for good (kalshi-sim answers from the generating
+        // thread, so nothing is generated after the answer); the stalled brake below is kept
+        // for simulators without it. Without the halt, a generator starved of CPU for over
+        // 300 ms looked stopped and resumed after the summary was taken.
+        ureq::post(&format!("http://{}/halt", self.control))
+            .send_empty()
+            .context("POST /halt")?;
         ureq::post(&format!(
             "http://{}/stall?peer={brake}&ms=86400000",
             self.control
