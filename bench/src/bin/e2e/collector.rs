@@ -135,7 +135,13 @@ impl Collector {
                 }
                 let key = key.context("the gatherer needs a key")?;
                 let config = dir.join("gatherer.toml");
-                std::fs::write(&config, gatherer_config(sim, db_url, dir, key, *shards)?)?;
+                // Confined to one CPU, the writer is placed on it too (the gatherer validates
+                // that its cores exist).
+                let writer_core = if cpus.is_some() { 0 } else { 1 };
+                std::fs::write(
+                    &config,
+                    gatherer_config(sim, db_url, dir, key, *shards, writer_core)?,
+                )?;
                 let mut c = match cpus {
                     Some(cpus) => {
                         // taskset execs the gatherer: the child's pid is the gatherer's.
@@ -177,6 +183,7 @@ fn gatherer_config(
     dir: &Path,
     key: &Key,
     shards: usize,
+    writer_core: usize,
 ) -> Result<String> {
     let (shard_cores, per_subscription) = if shards >= 2 {
         ("[0, 1]", 500)
@@ -197,7 +204,7 @@ gatherer_id = 1
 
 [engine]
 shard_cores = {shard_cores}
-writer_core = 1
+writer_core = {writer_core}
 pin_threads = false
 
 [subscriptions]

@@ -263,12 +263,16 @@ fn probe(
     stop: &AtomicBool,
 ) -> Result<Option<i64>> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    // A loaded machine may take a while to answer the handshake; the short timeout (for the
+    // stop checks) applies only after it.
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut request = tungstenite::client::IntoClientRequest::into_client_request(url)?;
     for (name, value) in headers {
         request.headers_mut().insert(*name, value.parse()?);
     }
     let (mut ws, _) = tungstenite::client(request, stream).context("probe: handshake")?;
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(100)))?;
     let subscribe = serde_json::json!({"id": 1, "cmd": "subscribe", "params": {
         "channels": ["orderbook_delta"], "market_tickers": tickers}});
     ws.send(Message::Text(subscribe.to_string().into()))?;

@@ -72,6 +72,10 @@ struct Args {
     /// nothing else: for profiling (perf) and for repeating a figure.
     #[arg(long)]
     at: Option<u64>,
+    /// Only the gatherer's extra phases (snapshot storm, scaling layouts, cost by markets),
+    /// taking RATE as its sustained rate.
+    #[arg(long, value_name = "RATE")]
+    extras_at: Option<u64>,
     /// Target msgs/s of the --smoke run.
     #[arg(long, default_value_t = 2_000)]
     smoke_rate: u64,
@@ -316,7 +320,21 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let machine_at_start = report::machine();
-    let plan = if let Some(rate) = args.at {
+    let plan = if let Some(rate) = args.extras_at {
+        Plan {
+            mode: format!("extras at {rate} msgs/s"),
+            search_secs: 0,
+            confirm_secs: 0,
+            latency_secs: 0,
+            memory_secs: 0,
+            memory_markets: vec![],
+            memory_rate: rate,
+            search_steps: 0,
+            markets: args.markets,
+            scaling_secs: 6,
+            storm_markets: args.storm_markets,
+        }
+    } else if let Some(rate) = args.at {
         Plan {
             mode: format!("at {rate} msgs/s"),
             search_secs: 0,
@@ -459,7 +477,11 @@ fn main() -> Result<()> {
     }
 
     let mut ceilings = Ceilings::default();
-    if plan.mode != "smoke" && !plan.mode.starts_with("at ") && !stopped() {
+    if plan.mode != "smoke"
+        && !plan.mode.starts_with("at ")
+        && !plan.mode.starts_with("extras ")
+        && !stopped()
+    {
         ceilings_sim(&ctx, &release, &mut ceilings);
         if let Err(e) = ceilings_copy(&mut ctx, &collectors, &results, plan.markets, &mut ceilings)
         {
@@ -469,7 +491,10 @@ fn main() -> Result<()> {
 
     let (mut dedup, mut dedup_note) = (None, String::new());
     match &args.dedup_bench_bin {
-        _ if plan.mode == "smoke" || plan.mode.starts_with("at ") || stopped() => {}
+        _ if plan.mode == "smoke"
+            || plan.mode.starts_with("at ")
+            || plan.mode.starts_with("extras ")
+            || stopped() => {}
         None => dedup_note = "not run (no --dedup-bench-bin)".into(),
         Some(bin) => {
             eprintln!(
@@ -552,6 +577,9 @@ fn measure_into(ctx: &mut Ctx, c: &Collector, plan: &Plan, r: &mut CollectorResu
         )?);
         return Ok(());
     }
+    if plan.mode.starts_with("extras ") {
+        return extras(ctx, c, plan, plan.memory_rate, r);
+    }
     if plan.mode == "smoke" {
         let t = trial(
             ctx,
@@ -632,6 +660,18 @@ fn measure_into(ctx: &mut Ctx, c: &Collector, plan: &Plan, r: &mut CollectorResu
             false,
         )?);
     }
+    extras(ctx, c, plan, s, r)
+}
+
+/// The gatherer's extra phases: snapshot storm, scaling layouts, cost by markets (`s` = its
+/// sustained rate).
+fn extras(
+    ctx: &mut Ctx,
+    c: &Collector,
+    plan: &Plan,
+    s: u64,
+    r: &mut CollectorResult,
+) -> Result<()> {
     if let Kind::Gatherer { bin, .. } = &c.kind
         && plan.scaling_secs > 0
     {
