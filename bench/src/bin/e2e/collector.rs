@@ -135,9 +135,9 @@ impl Collector {
                 }
                 let key = key.context("the gatherer needs a key")?;
                 let config = dir.join("gatherer.toml");
-                // Confined to one CPU, the writer is placed on it too (the gatherer validates
-                // that its cores exist).
-                let writer_core = if cpus.is_some() { 0 } else { 1 };
+                // The gatherer refuses two stages on one core, so with two shards the writer
+                // gets "core" 2: unpinned (pin_threads = false), it shares the two CPUs.
+                let writer_core = if *shards >= 2 { 2 } else { 1 };
                 std::fs::write(
                     &config,
                     gatherer_config(sim, db_url, dir, key, *shards, writer_core)?,
@@ -209,7 +209,7 @@ pin_threads = false
 
 [subscriptions]
 markets_per_subscription = {per_subscription}
-markets_per_command = 1000
+markets_per_command = {per_subscription}
 commands_per_second = 1000
 command_burst = 1000
 
