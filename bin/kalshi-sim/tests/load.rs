@@ -105,8 +105,7 @@ fn load_mode_books_match_truth() {
 }
 
 // `POST /halt` ends load-mode generation for good while the connection stays open: the event
-// count in /stats stops moving although a subscribed client keeps reading, and the frames it
-// reads after the halt are only those already queued (no more than the count at the halt).
+// count in /stats stops moving although a client is still subscribed.
 #[test]
 fn halt_stops_load_generation() {
     let sim = Sim::start(&["--no-auth", "--load-rate", "5000", "--load-markets", "5"]);
@@ -124,13 +123,10 @@ fn halt_stops_load_generation() {
     let halted = sim.control("/halt");
     assert_eq!(halted["halted"], true, "{halted}");
     let at_halt = sim.stats()["load"]["events"].as_u64().unwrap();
-    // Keep reading for a while (the client is not a brake), then the count must not have moved.
-    let until = std::time::Instant::now() + std::time::Duration::from_millis(500);
-    while std::time::Instant::now() < until {
-        if client.next().is_err() {
-            break;
-        }
-    }
+    // Half a second at 5,000 events/s is ~2,500 events, a few hundred KB: the socket buffers
+    // take that from an idle reader, so the client is no brake and only the halt can stop the
+    // count.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let later = sim.stats()["load"]["events"].as_u64().unwrap();
     assert_eq!(later, at_halt, "load mode kept generating after /halt");
     sim.terminate();
