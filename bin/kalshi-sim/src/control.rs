@@ -13,7 +13,7 @@
 //! | `POST /overflow?conn=ID\|all&sid=S` | error 25 on `sid`, which is dropped |
 //! | `POST /channel-error?conn=ID\|all&sid=S` | error 10 on `sid`, which is dropped |
 //! | `POST /pause`, `POST /resume` | pause the exchange (WebSockets closed, handshakes 503, `exchange_active:false`), resume |
-//! | `POST /halt` | stop generating events for good (the clock stops; connections, commands and REST go on): ends a run so clients can catch up to a final truth log |
+//! | `POST /halt` | stop generating events for good (the clock stops, load mode stops generating; connections, commands and REST go on): ends a run so clients can catch up to a final truth log |
 //! | `POST /reject-auth?on=true\|false` | every handshake answers 401 (bad signature) |
 //! | `POST /force-429?count=N` | the next N REST requests answer 429 (-1 = until `count=0`) |
 //! | `POST /ws-429?on=true\|false` | every WebSocket handshake answers 429 |

@@ -593,7 +593,9 @@ impl Engine {
                     && c.link.tx.len() * 2 >= c.link.tx.capacity().unwrap_or(usize::MAX)
             });
             let mut due = 0;
-            if active && !backed_up {
+            // `POST /halt` ends generation for good (connections and commands go on), so a
+            // benchmark can read a final summary while its client catches up.
+            if active && !backed_up && !self.halted {
                 let now = self.epoch.elapsed().as_micros() as i64;
                 let pacer = load.pacer.get_or_insert_with(|| Pacer::new(load.rate));
                 load.pacing = true;

@@ -103,3 +103,31 @@ fn load_mode_books_match_truth() {
         assert_eq!(books.get(ticker), Some(&truth), "{ticker}");
     }
 }
+
+// `POST /halt` ends load-mode generation for good while the connection stays open: the event
+// count in /stats stops moving although a client is still subscribed.
+#[test]
+fn halt_stops_load_generation() {
+    let sim = Sim::start(&["--no-auth", "--load-rate", "5000", "--load-markets", "5"]);
+    let mut client = sim.ws();
+    client.command(
+        "subscribe",
+        Some(
+            json!({"channels": ["orderbook_delta"], "market_tickers": common::open_tickers(&sim)}),
+        ),
+    );
+    // Generation is running: some deltas arrive.
+    for _ in 0..50 {
+        client.until(|f| f["type"] == "orderbook_delta");
+    }
+    let halted = sim.control("/halt");
+    assert_eq!(halted["halted"], true, "{halted}");
+    let at_halt = sim.stats()["load"]["events"].as_u64().unwrap();
+    // Half a second at 5,000 events/s is ~2,500 events, a few hundred KB: the socket buffers
+    // take that from an idle reader, so the client is no brake and only the halt can stop the
+    // count.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let later = sim.stats()["load"]["events"].as_u64().unwrap();
+    assert_eq!(later, at_halt, "load mode kept generating after /halt");
+    sim.terminate();
+}

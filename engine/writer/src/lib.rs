@@ -7,7 +7,7 @@
 //! shard core ─ Producer::try_push(Row) ─► ring (bounded, lock-free) ─┐
 //! shard core ─ Producer::try_push(Row) ─► ring                      ─┼─► writer thread
 //!                                   ◄── free lists (recycled boxes) ─┘     │ encode into per-table COPY bodies
-//!                                                                          │ seal on rows / bytes / age
+//!                                                                          │ seal on rows / bytes / age / linger
 //!                                                                          ▼
 //!                                                       spool: append batch (CRC, length-prefixed)
 //!                                                                          ▼

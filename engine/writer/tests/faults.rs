@@ -313,6 +313,8 @@ fn torn_spool_segment_is_recovered() {
     let mut cfg = config(&url, "g1", dir.path());
     cfg.shutdown_timeout = Duration::from_millis(200);
     cfg.batch_age_max = Duration::from_secs(60);
+    // Batches seal on batch_rows_max only (no group commit), so their count is known.
+    cfg.batch_linger = None;
     let (writer, producers) = Writer::start(cfg.clone(), &Registry::new()).unwrap();
     for seq in 0..5000 {
         producers[0]
@@ -436,6 +438,8 @@ fn rejected_rows_are_isolated_and_quarantined() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&pg.url("kalshi"), "p1", dir.path());
     cfg.batch_age_max = Duration::from_secs(60);
+    // Batches seal on batch_rows_max only (no group commit), so their count is known.
+    cfg.batch_linger = None;
     let (writer, producers) = Writer::start(cfg.clone(), &Registry::new()).unwrap();
     let p = &producers[0];
     let base = base_ts();

@@ -527,3 +527,47 @@ fn idle_writer_advances_its_watermark() {
         .get(0);
     assert_eq!(rows, 0);
 }
+
+/// Group commit: with `batch_age_max` far away (10 minutes) and `batch_rows_max` far above the
+/// rows pushed, rows still reach the database while the writer runs, because an idle database
+/// and drained rings seal the open batch after `batch_linger`. The same rows with the linger
+/// switched off stay in the open batch until shutdown.
+#[test]
+fn group_commit_seals_without_waiting_for_the_age_limit() {
+    let pg = cluster(&MigrateOptions::gatherer());
+    let mut admin = client(&pg);
+    let base = base_ts();
+    let count = |admin: &mut postgres::Client| -> i64 {
+        admin
+            .query_one("SELECT count(*) FROM orderbook_deltas", &[])
+            .unwrap()
+            .get(0)
+    };
+    for linger in [Some(Duration::from_millis(5)), None] {
+        admin.batch_execute("TRUNCATE orderbook_deltas").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(&pg.url("kalshi"), "linger", dir.path());
+        cfg.batch_rows_max = 100_000;
+        cfg.batch_age_max = Duration::from_secs(600);
+        cfg.idle_commit = None;
+        cfg.batch_linger = linger;
+        let (writer, producers) = Writer::start(cfg, &Registry::new()).unwrap();
+        for seq in 0..10 {
+            producers[0]
+                .push_wait(Row::Delta(delta(base, seq)), Duration::from_secs(10))
+                .unwrap();
+        }
+        if linger.is_some() {
+            wait_until("group commit", Duration::from_secs(60), || {
+                count(&mut admin) == 10
+            });
+        } else {
+            // Give a linger every chance to act, then check that nothing was committed.
+            std::thread::sleep(Duration::from_millis(500));
+            assert_eq!(count(&mut admin), 0, "a batch sealed without a linger");
+        }
+        let report = writer.shutdown().unwrap();
+        assert_eq!(report.rows_committed, 10, "{report:?}");
+        assert_eq!(count(&mut admin), 10);
+    }
+}

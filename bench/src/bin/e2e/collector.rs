@@ -34,6 +34,11 @@ pub(crate) enum Kind {
     Gatherer {
         /// The kalshi-gatherer binary.
         bin: PathBuf,
+        /// Shard cores (1 or 2; the writer is on core 1 either way, so with 2 shards it shares
+        /// a core with the second shard).
+        shards: usize,
+        /// Confine the process to these CPUs (`taskset -c`), e.g. "0" for one core.
+        cpus: Option<&'static str>,
     },
 }
 
@@ -121,7 +126,7 @@ impl Collector {
                 common(&mut c);
                 c
             }
-            Kind::Gatherer { bin } => {
+            Kind::Gatherer { bin, shards, cpus } => {
                 if !bin.exists() {
                     bail!(
                         "pending: {} does not exist (kalshi-gatherer not built on this branch)",
@@ -130,8 +135,22 @@ impl Collector {
                 }
                 let key = key.context("the gatherer needs a key")?;
                 let config = dir.join("gatherer.toml");
-                std::fs::write(&config, gatherer_config(sim, db_url, dir, key)?)?;
-                let mut c = Command::new(bin);
+                // The gatherer refuses two stages on one core, so with two shards the writer
+                // gets "core" 2: unpinned (pin_threads = false), it shares the two CPUs.
+                let writer_core = if *shards >= 2 { 2 } else { 1 };
+                std::fs::write(
+                    &config,
+                    gatherer_config(sim, db_url, dir, key, *shards, writer_core)?,
+                )?;
+                let mut c = match cpus {
+                    Some(cpus) => {
+                        // taskset execs the gatherer: the child's pid is the gatherer's.
+                        let mut c = Command::new("taskset");
+                        c.args(["-c", cpus]).arg(bin);
+                        c
+                    }
+                    None => Command::new(bin),
+                };
                 c.arg("--config")
                     .arg(&config)
                     .env("RUST_LOG", "warn")
@@ -154,10 +173,23 @@ fn free_port() -> Result<u16> {
 }
 
 /// The kalshi-gatherer configuration of one run (engine/gather/gatherer.example.toml): the
-/// simulator's URLs, the run's key, the throwaway database, one shard core (0) and the writer
-/// core (1), no REST poller (its snapshots would be extra rows), subscriptions as fast as the
-/// simulator allows.
-fn gatherer_config(sim: &Sim, db_url: &str, dir: &Path, key: &Key) -> Result<String> {
+/// simulator's URLs, the run's key, the throwaway database, `shards` shard cores (0, or 0 and 1)
+/// and the writer core (1), no REST poller (its snapshots would be extra rows), subscriptions
+/// as fast as the simulator allows. With two shards the markets are split over two
+/// connections of at most 500 markets each so that both shards have work.
+fn gatherer_config(
+    sim: &Sim,
+    db_url: &str,
+    dir: &Path,
+    key: &Key,
+    shards: usize,
+    writer_core: usize,
+) -> Result<String> {
+    let (shard_cores, per_subscription) = if shards >= 2 {
+        ("[0, 1]", 500)
+    } else {
+        ("[0]", 1000)
+    };
     Ok(format!(
         r#"[exchange]
 environment = "sim"
@@ -171,13 +203,13 @@ url = "{db_url}"
 gatherer_id = 1
 
 [engine]
-shard_cores = [0]
-writer_core = 1
+shard_cores = {shard_cores}
+writer_core = {writer_core}
 pin_threads = false
 
 [subscriptions]
-markets_per_subscription = 1000
-markets_per_command = 1000
+markets_per_subscription = {per_subscription}
+markets_per_command = {per_subscription}
 commands_per_second = 1000
 command_burst = 1000
 

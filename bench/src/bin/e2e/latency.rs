@@ -14,6 +14,11 @@
 //!   table size. Every delta with `ts` in `(previous max, new max]` became durable between the
 //!   two polls; it is recorded with the later poll's time, so each latency is an **upper
 //!   bound**, high by at most one poll interval plus the poll query.
+//! * **The split.** The same polls also read the newest `received_ts` committed (the
+//!   collector's receive stamp; the gatherer takes it when it decodes the frame, before the row
+//!   enters the writer's ring), giving **receive → commit** (ring → commit for the gatherer) by
+//!   the same even spread, also an upper bound. **Frame → receive** (frame → ring) is read from
+//!   the stored rows themselves after the run: `received_ts − (ts + offset)` over every delta.
 //! * Only deltas are timed (85 % of the events); trades and tickers commit in the same
 //!   transactions in all the collectors measured here.
 
@@ -29,11 +34,22 @@ use hdrhistogram::Histogram;
 use serde_json::Value;
 use tungstenite::Message;
 
-/// (poll wall time µs, newest committed `exchange_ts`) pairs.
-type Samples = Vec<(i64, i64)>;
+/// (poll wall time µs, newest committed `exchange_ts`, newest committed `received_ts`).
+type Samples = Vec<(i64, i64, i64)>;
 
 /// Poll interval of the durability poller.
-pub(crate) const POLL: Duration = Duration::from_millis(10);
+pub(crate) const POLL: Duration = Duration::from_millis(2);
+
+/// What [`Meter::finish`] measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Measured {
+    /// Tick to durable.
+    pub(crate) total: Percentiles,
+    /// Receive stamp to durable.
+    pub(crate) receive_to_commit: Percentiles,
+    /// Exchange time to wall time offset (µs).
+    pub(crate) offset: i64,
+}
 
 fn wall_us() -> i64 {
     SystemTime::now()
@@ -129,14 +145,14 @@ impl Meter {
         rate: u64,
         delta_share: f64,
         fallback_offset: Option<i64>,
-    ) -> Result<(Percentiles, &'static str)> {
+    ) -> Result<(Measured, &'static str)> {
         self.stop.store(true, Ordering::SeqCst);
         let offset = self
             .probe
             .join()
             .map_err(|_| anyhow::anyhow!("latency probe panicked"))??;
         let Some(poller) = self.poller else {
-            return Ok((Percentiles::default(), "none"));
+            return Ok((Measured::default(), "none"));
         };
         let samples = poller
             .join()
@@ -144,42 +160,98 @@ impl Meter {
         let (offset, source) = match (offset, fallback_offset) {
             (Some(o), _) => (o, "probe"),
             (None, Some(o)) => (o, "stored received_ts"),
-            (None, None) => return Ok((Percentiles::default(), "none")),
+            (None, None) => return Ok((Measured::default(), "none")),
         };
         let first = self
             .first_ts
             .lock()
             .map_err(|_| anyhow::anyhow!("poisoned"))?
             .unwrap_or(0);
-        let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
-        let mut prev = first.saturating_sub(1);
         let per_us = rate as f64 * delta_share / 1e6;
-        for (polled_at, max_ts) in samples {
-            if max_ts <= prev {
-                continue;
-            }
-            // Events spread evenly over (prev, max_ts]: record them in up to 64 slices.
-            let span = (max_ts - prev) as f64;
-            let slices = 64.min((max_ts - prev) as usize).max(1);
-            let events = (span * per_us).max(1.0);
-            for k in 1..=slices {
-                let ts = prev as f64 + span * k as f64 / slices as f64;
-                let latency = (polled_at as f64 - (ts + offset as f64)).max(1.0) as u64;
-                let n = (events / slices as f64).round().max(1.0) as u64;
-                hist.saturating_record_n(latency, n);
-            }
-            prev = max_ts;
-        }
+        let total = spread(
+            samples.iter().map(|&(at, ts, _)| (at, ts)),
+            first.saturating_sub(1),
+            offset,
+            per_us,
+        )?;
+        // Receive stamps start at the first row's (≈ first ts + offset).
+        let receive_to_commit = spread(
+            samples.iter().map(|&(at, _, recv)| (at, recv)),
+            (first + offset).saturating_sub(1),
+            0,
+            per_us,
+        )?;
         Ok((
-            Percentiles {
-                p50: hist.value_at_quantile(0.5),
-                p99: hist.value_at_quantile(0.99),
-                p999: hist.value_at_quantile(0.999),
-                max: hist.max(),
-                samples: hist.len(),
+            Measured {
+                total,
+                receive_to_commit,
+                offset,
             },
             source,
         ))
+    }
+}
+
+/// The distribution of `polled_at − (t + offset)` over events spread evenly in time between
+/// successive newest committed values `t`, at `per_us` events per µs.
+fn spread(
+    samples: impl Iterator<Item = (i64, i64)>,
+    mut prev: i64,
+    offset: i64,
+    per_us: f64,
+) -> Result<Percentiles> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
+    for (polled_at, max_ts) in samples {
+        if max_ts <= prev {
+            continue;
+        }
+        // Events spread evenly over (prev, max_ts]: record them in up to 64 slices.
+        let span = (max_ts - prev) as f64;
+        let slices = 64.min((max_ts - prev) as usize).max(1);
+        let events = (span * per_us).max(1.0);
+        for k in 1..=slices {
+            let ts = prev as f64 + span * k as f64 / slices as f64;
+            let latency = (polled_at as f64 - (ts + offset as f64)).max(1.0) as u64;
+            let n = (events / slices as f64).round().max(1.0) as u64;
+            hist.saturating_record_n(latency, n);
+        }
+        prev = max_ts;
+    }
+    Ok(Percentiles::of(&hist))
+}
+
+impl Percentiles {
+    fn of(hist: &Histogram<u64>) -> Percentiles {
+        Percentiles {
+            p50: hist.value_at_quantile(0.5),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+            samples: hist.len(),
+        }
+    }
+
+    /// Frame → receive from the stored deltas: `received_ts − (exchange_ts + offset)` over
+    /// every row of `orderbook_deltas` (exact percentiles, no histogram).
+    pub(crate) fn frame_to_receive(db: &mut postgres::Client, offset: i64) -> Result<Percentiles> {
+        let row = db.query_one(
+            "SELECT percentile_disc(ARRAY[0.5, 0.99, 0.999]::float8[]) \
+                 WITHIN GROUP (ORDER BY received_ts - exchange_ts), \
+             max(received_ts - exchange_ts), count(*) FROM orderbook_deltas",
+            &[],
+        )?;
+        let q: Option<Vec<i64>> = row.get(0);
+        let q = q.unwrap_or_default();
+        let at = |i: usize| q.get(i).map_or(0, |v| (v - offset).max(0) as u64);
+        let max: Option<i64> = row.get(1);
+        let n: i64 = row.get(2);
+        Ok(Percentiles {
+            p50: at(0),
+            p99: at(1),
+            p999: at(2),
+            max: max.map_or(0, |m| (m - offset).max(0) as u64),
+            samples: n as u64,
+        })
     }
 }
 
@@ -191,12 +263,16 @@ fn probe(
     stop: &AtomicBool,
 ) -> Result<Option<i64>> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    // A loaded machine may take a while to answer the handshake; the short timeout (for the
+    // stop checks) applies only after it.
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut request = tungstenite::client::IntoClientRequest::into_client_request(url)?;
     for (name, value) in headers {
         request.headers_mut().insert(*name, value.parse()?);
     }
     let (mut ws, _) = tungstenite::client(request, stream).context("probe: handshake")?;
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(100)))?;
     let subscribe = serde_json::json!({"id": 1, "cmd": "subscribe", "params": {
         "channels": ["orderbook_delta"], "market_tickers": tickers}});
     ws.send(Message::Text(subscribe.to_string().into()))?;
@@ -247,7 +323,8 @@ fn poll(
         std::thread::sleep(Duration::from_millis(1));
     };
     let query = db.prepare(&format!(
-        "SELECT max(exchange_ts), max((ctid::text::point)[0])::bigint FROM ONLY {partition} \
+        "SELECT max(exchange_ts), max((ctid::text::point)[0])::bigint, max(received_ts) \
+         FROM ONLY {partition} \
          WHERE ctid >= format('(%s,0)', $1::bigint)::tid"
     ))?;
     let mut block: i64 = 0;
@@ -255,11 +332,15 @@ fn poll(
     while !stop.load(Ordering::SeqCst) {
         let row = db.query_one(&query, &[&block])?;
         let now = wall_us();
-        if let (Some(max_ts), Some(max_block)) = (row.get::<_, Option<i64>>(0), row.get(1)) {
+        if let (Some(max_ts), Some(max_block), Some(max_recv)) = (
+            row.get::<_, Option<i64>>(0),
+            row.get(1),
+            row.get::<_, Option<i64>>(2),
+        ) {
             block = max_block;
             if max_ts > newest {
                 newest = max_ts;
-                samples.push((now, max_ts));
+                samples.push((now, max_ts, max_recv));
             }
         }
         std::thread::sleep(POLL);

@@ -41,6 +41,12 @@ pub(crate) struct Run {
     pub(crate) results: Vec<CollectorResult>,
     pub(crate) ceilings: Ceilings,
     pub(crate) took_secs: f64,
+    /// The deduplicator's merge rate, when measured.
+    #[serde(default)]
+    pub(crate) dedup: Option<Dedup>,
+    /// Why the deduplicator was not measured.
+    #[serde(default)]
+    pub(crate) dedup_note: String,
     pub(crate) date: String,
     pub(crate) machine: String,
 }
@@ -62,6 +68,14 @@ struct Args {
     /// Render the report from a previous run's JSON (written beside its report) and exit.
     #[arg(long, value_name = "JSON")]
     render: Option<PathBuf>,
+    /// One run per collector at this rate for --window seconds (default 60), latency measured,
+    /// nothing else: for profiling (perf) and for repeating a figure.
+    #[arg(long)]
+    at: Option<u64>,
+    /// Only the gatherer's extra phases (snapshot storm, scaling layouts, cost by markets),
+    /// taking RATE as its sustained rate.
+    #[arg(long, value_name = "RATE")]
+    extras_at: Option<u64>,
     /// Target msgs/s of the --smoke run.
     #[arg(long, default_value_t = 2_000)]
     smoke_rate: u64,
@@ -78,10 +92,24 @@ struct Args {
     /// The Python baseline's directory (with .venv from setup.sh).
     #[arg(long, default_value = "bench/baselines/python")]
     python_dir: PathBuf,
+    /// Cargo profile directory of the binaries under the target directory: `release` for every
+    /// measurement; `debug` is for the --smoke run in CI (it reuses the test build).
+    #[arg(long, default_value = "release")]
+    profile: String,
     /// The typical Rust collector's binary (default: TARGET_DIR/rust-typical/release/
     /// typical-collector, where scripts/bench-e2e.sh builds it).
     #[arg(long)]
     rust_typical_bin: Option<PathBuf>,
+    /// The deduplicator's throughput bench (the test binary of engine/dedup/tests/bench.rs,
+    /// built in release; scripts/bench-e2e.sh passes it). Not run with --smoke.
+    #[arg(long)]
+    dedup_bench_bin: Option<PathBuf>,
+    /// Rows per gatherer of the deduplicator bench.
+    #[arg(long, default_value_t = 500_000)]
+    dedup_rows: u64,
+    /// Markets of the snapshot storm.
+    #[arg(long, default_value_t = 10_000)]
+    storm_markets: usize,
     /// Markets of the throughput and latency runs.
     #[arg(long, default_value_t = 1000)]
     markets: usize,
@@ -114,6 +142,12 @@ pub(crate) struct Trial {
     pub(crate) rss_kib: u64,
     pub(crate) hwm_kib: u64,
     pub(crate) latency: Option<Percentiles>,
+    /// Frame → receive stamp (frame → ring for the gatherer), from the stored rows.
+    #[serde(default)]
+    pub(crate) frame_to_ring: Option<Percentiles>,
+    /// Receive stamp → commit (ring → commit for the gatherer), from the poller.
+    #[serde(default)]
+    pub(crate) ring_to_commit: Option<Percentiles>,
     pub(crate) latency_source: String,
     /// Whether per-market counts were checked exactly (see `check::verify`).
     pub(crate) exact_counts: bool,
@@ -151,6 +185,57 @@ pub(crate) struct CollectorResult {
     pub(crate) memory: Vec<Trial>,
     /// Latency at the issue's reference rate (50,000 msgs/s), when sustained.
     pub(crate) at_reference: Option<Trial>,
+    /// The snapshot storm (gatherer only).
+    #[serde(default)]
+    pub(crate) storm: Option<Storm>,
+    /// Saturation runs by engine layout (gatherer only): (layout, trial).
+    #[serde(default)]
+    pub(crate) scaling: Vec<(String, Trial)>,
+    /// Cost by market count at a fixed high rate (gatherer only).
+    #[serde(default)]
+    pub(crate) market_cost: Vec<Trial>,
+}
+
+/// The snapshot storm: every connection closed with `markets` markets subscribed, timed until
+/// every market has a new WebSocket snapshot committed.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Storm {
+    pub(crate) markets: usize,
+    /// Live event rate during the storm.
+    pub(crate) rate: u64,
+    /// Seconds from the collector's start until all `markets` first snapshots were committed
+    /// (the cold-start storm: discovery, connect, subscribe).
+    pub(crate) cold_secs: f64,
+    /// Seconds from `POST /close?conn=all` until every market had a snapshot received after
+    /// the close committed (`NEVER` if not within the limit).
+    pub(crate) resync_secs: f64,
+    /// Markets resynced (of `markets`).
+    pub(crate) resynced: u64,
+    /// VmHWM before the close and at the end, KiB.
+    pub(crate) hwm_before_kib: u64,
+    pub(crate) hwm_after_kib: u64,
+    /// Highest VmRSS sampled between the close and the resync, KiB.
+    pub(crate) rss_peak_kib: u64,
+    /// Collector core-seconds from the close to the resync.
+    pub(crate) cpu_secs: f64,
+    /// Deltas committed after the close, per market at the end: every market's delta stream
+    /// resumed (min over markets with deltas generated).
+    pub(crate) markets_with_deltas_after: u64,
+}
+
+/// The deduplicator's merge rate (engine/dedup/tests/bench.rs, run as a child process).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Dedup {
+    pub(crate) rows: u64,
+    /// Rows/s written to production, wall clock from start (start-up included).
+    pub(crate) wall_rows_per_sec: f64,
+    /// Rows/s written inside merge jobs.
+    pub(crate) job_rows_per_sec: f64,
+    /// Raw binary COPY rows/s into production (unique keys in place).
+    pub(crate) raw_copy_rows_per_sec: f64,
+    /// The bench's own line.
+    pub(crate) line: String,
+    pub(crate) secs: f64,
 }
 
 /// The issue's reference rate for the tick-to-durable target (p99 ≤ 25 ms at 50k msgs/s).
@@ -180,6 +265,12 @@ pub(crate) struct Plan {
     pub(crate) memory_rate: u64,
     pub(crate) search_steps: usize,
     pub(crate) markets: usize,
+    /// Window of the scaling and market-cost runs, seconds (0 = skipped).
+    #[serde(default)]
+    pub(crate) scaling_secs: u64,
+    /// Markets of the snapshot storm.
+    #[serde(default)]
+    pub(crate) storm_markets: usize,
 }
 
 struct Ctx {
@@ -229,7 +320,35 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let machine_at_start = report::machine();
-    let plan = if args.smoke {
+    let plan = if let Some(rate) = args.extras_at {
+        Plan {
+            mode: format!("extras at {rate} msgs/s"),
+            search_secs: 0,
+            confirm_secs: 0,
+            latency_secs: 0,
+            memory_secs: 0,
+            memory_markets: vec![],
+            memory_rate: rate,
+            search_steps: 0,
+            markets: args.markets,
+            scaling_secs: 6,
+            storm_markets: args.storm_markets,
+        }
+    } else if let Some(rate) = args.at {
+        Plan {
+            mode: format!("at {rate} msgs/s"),
+            search_secs: 0,
+            confirm_secs: args.window.unwrap_or(60),
+            latency_secs: 0,
+            memory_secs: 0,
+            memory_markets: vec![],
+            memory_rate: rate,
+            search_steps: 0,
+            markets: args.markets,
+            scaling_secs: 0,
+            storm_markets: 0,
+        }
+    } else if args.smoke {
         Plan {
             mode: "smoke".into(),
             search_secs: 0,
@@ -240,6 +359,8 @@ fn main() -> Result<()> {
             memory_rate: args.smoke_rate,
             search_steps: 0,
             markets: 100,
+            scaling_secs: 0,
+            storm_markets: args.storm_markets,
         }
     } else if args.quick {
         Plan {
@@ -250,20 +371,24 @@ fn main() -> Result<()> {
             memory_secs: 4,
             memory_markets: vec![1_000, 10_000, 100_000],
             memory_rate: 2_000,
-            search_steps: 6,
+            search_steps: 5,
             markets: args.markets,
+            scaling_secs: 4,
+            storm_markets: args.storm_markets,
         }
     } else {
         Plan {
             mode: "full".into(),
-            search_secs: 8,
+            search_secs: 6,
             confirm_secs: args.window.unwrap_or(60),
-            latency_secs: 12,
-            memory_secs: 8,
+            latency_secs: 8,
+            memory_secs: 5,
             memory_markets: vec![1_000, 10_000, 100_000],
             memory_rate: 2_000,
-            search_steps: 7,
+            search_steps: 6,
             markets: args.markets,
+            scaling_secs: 6,
+            storm_markets: args.storm_markets,
         }
     };
     let target = args
@@ -276,7 +401,7 @@ fn main() -> Result<()> {
     } else {
         std::env::current_dir()?.join(target)
     };
-    let release = target.join("release");
+    let release = target.join(&args.profile);
     let started = Instant::now();
 
     let mut collectors = Vec::new();
@@ -302,6 +427,8 @@ fn main() -> Result<()> {
                 name: "gatherer",
                 kind: Kind::Gatherer {
                     bin: release.join("kalshi-gatherer"),
+                    shards: 1,
+                    cpus: None,
                 },
             },
             other => bail!("unknown collector {other:?} (python, rust-typical, gatherer)"),
@@ -338,7 +465,8 @@ fn main() -> Result<()> {
                 &r.skipped,
                 r.sustained.as_ref().and_then(|t| t.loss.clone()),
             ) {
-                (Some(why), _) if !matches!(c.kind, Kind::Gatherer { .. }) => {
+                // A gatherer that is not built here is "pending", not a failure.
+                (Some(why), _) if !why.starts_with("pending") => {
                     failed_smoke.push(format!("{}: {why}", c.name));
                 }
                 (None, Some(loss)) => failed_smoke.push(format!("{}: {loss}", c.name)),
@@ -349,11 +477,37 @@ fn main() -> Result<()> {
     }
 
     let mut ceilings = Ceilings::default();
-    if plan.mode != "smoke" && !stopped() {
+    if plan.mode != "smoke"
+        && !plan.mode.starts_with("at ")
+        && !plan.mode.starts_with("extras ")
+        && !stopped()
+    {
         ceilings_sim(&ctx, &release, &mut ceilings);
         if let Err(e) = ceilings_copy(&mut ctx, &collectors, &results, plan.markets, &mut ceilings)
         {
             ceilings.copy_note = format!("failed: {e:#}");
+        }
+    }
+
+    let (mut dedup, mut dedup_note) = (None, String::new());
+    match &args.dedup_bench_bin {
+        _ if plan.mode == "smoke"
+            || plan.mode.starts_with("at ")
+            || plan.mode.starts_with("extras ")
+            || stopped() => {}
+        None => dedup_note = "not run (no --dedup-bench-bin)".into(),
+        Some(bin) => {
+            eprintln!(
+                "e2e: deduplicator bench ({} rows per gatherer)",
+                args.dedup_rows
+            );
+            match dedup_bench(bin, args.dedup_rows) {
+                Ok(d) => {
+                    eprintln!("e2e: {}", d.line);
+                    dedup = Some(d);
+                }
+                Err(e) => dedup_note = format!("failed: {e:#}"),
+            }
         }
     }
 
@@ -362,6 +516,8 @@ fn main() -> Result<()> {
         results,
         ceilings,
         took_secs: started.elapsed().as_secs_f64(),
+        dedup,
+        dedup_note,
         date: report::sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         machine: format!("{machine_at_start}; at the end: {}", report::load_average()),
     };
@@ -402,13 +558,28 @@ fn measure(ctx: &mut Ctx, c: &Collector, plan: &Plan) -> CollectorResult {
 
 fn start_rate(c: &Collector) -> u64 {
     match c.kind {
-        Kind::Python { .. } => 5_000,
-        Kind::RustTypical { .. } => 20_000,
-        Kind::Gatherer { .. } => 100_000,
+        // Started near the previous reports' figures (the ladder goes both ways).
+        Kind::Python { .. } => 10_000,
+        Kind::RustTypical { .. } => 80_000,
+        Kind::Gatherer { .. } => 200_000,
     }
 }
 
 fn measure_into(ctx: &mut Ctx, c: &Collector, plan: &Plan, r: &mut CollectorResult) -> Result<()> {
+    if plan.mode.starts_with("at ") {
+        r.sustained = Some(trial(
+            ctx,
+            c,
+            plan.memory_rate,
+            plan.markets,
+            plan.confirm_secs,
+            true,
+        )?);
+        return Ok(());
+    }
+    if plan.mode.starts_with("extras ") {
+        return extras(ctx, c, plan, plan.memory_rate, r);
+    }
     if plan.mode == "smoke" {
         let t = trial(
             ctx,
@@ -419,6 +590,9 @@ fn measure_into(ctx: &mut Ctx, c: &Collector, plan: &Plan, r: &mut CollectorResu
             true,
         )?;
         r.sustained = Some(t);
+        if matches!(c.kind, Kind::Gatherer { .. }) {
+            r.storm = Some(storm(ctx, c, plan.storm_markets.min(1_000), 2_000)?);
+        }
         return Ok(());
     }
     // Ladder: double until a rate is not held, then bisect.
@@ -486,7 +660,216 @@ fn measure_into(ctx: &mut Ctx, c: &Collector, plan: &Plan, r: &mut CollectorResu
             false,
         )?);
     }
+    extras(ctx, c, plan, s, r)
+}
+
+/// The gatherer's extra phases: snapshot storm, scaling layouts, cost by markets (`s` = its
+/// sustained rate).
+fn extras(
+    ctx: &mut Ctx,
+    c: &Collector,
+    plan: &Plan,
+    s: u64,
+    r: &mut CollectorResult,
+) -> Result<()> {
+    if let Kind::Gatherer { bin, .. } = &c.kind
+        && plan.scaling_secs > 0
+    {
+        r.storm = Some(storm(ctx, c, plan.storm_markets, 20_000)?);
+        // Saturation: a target far above what any layout holds; the simulator's backpressure
+        // brings the achieved rate down to what the collector absorbs (zero loss is checked).
+        for (layout, shards, cpus) in [
+            ("1 shard, confined to 1 core (taskset -c 0)", 1, Some("0")),
+            ("1 shard + writer, 2 cores", 1, None),
+            ("2 shards + writer (unpinned, shares the 2 cores)", 2, None),
+        ] {
+            let v = Collector {
+                name: c.name,
+                kind: Kind::Gatherer {
+                    bin: bin.clone(),
+                    shards,
+                    cpus,
+                },
+            };
+            // A layout the gatherer refuses is reported, not fatal.
+            match trial(ctx, &v, 1_000_000, plan.markets, plan.scaling_secs, false) {
+                Ok(t) => r.scaling.push((layout.to_owned(), t)),
+                Err(e) => eprintln!("e2e: scaling layout {layout:?}: {e:#}"),
+            }
+        }
+        // Cost against markets at a fixed rate the gatherer holds.
+        let rate = (s / 4).clamp(1_000, 100_000) / 1_000 * 1_000;
+        for markets in [1_000, 10_000] {
+            r.market_cost
+                .push(trial(ctx, c, rate, markets, plan.scaling_secs, false)?);
+        }
+    }
     Ok(())
+}
+
+/// The snapshot storm: the collector subscribed to `markets` markets with `rate` events/s
+/// flowing; every connection is closed (`POST /close?conn=all`) and the time until every
+/// market has a WebSocket snapshot received after the close committed is measured, with the
+/// memory peak.
+fn storm(ctx: &mut Ctx, c: &Collector, markets: usize, rate: u64) -> Result<Storm> {
+    ctx.run += 1;
+    let dir = ctx
+        .tmp
+        .path()
+        .join(format!("run-{:03}-{}-storm", ctx.run, c.name));
+    std::fs::create_dir_all(&dir)?;
+    check::reset(&mut ctx.db)?;
+    let key = c.key(&ctx.sim_bin, &dir)?;
+    let sim = Sim::start(&ctx.sim_bin, &dir, rate, markets, key.as_ref())?;
+    let db_url = ctx.pg.url("kalshi");
+    let spawned = Instant::now();
+    let mut child = c.spawn(&sim, &db_url, &dir, key.as_ref())?;
+    let pid = child.id();
+    let result = (|| -> Result<Storm> {
+        let snapshots_since = |db: &mut postgres::Client, since_us: i64| -> Result<u64> {
+            let n: i64 = db
+                .query_one(
+                    "SELECT count(DISTINCT ticker) FROM orderbook_snapshots                      WHERE source = 'ws' AND received_ts > $1",
+                    &[&since_us],
+                )?
+                .get(0);
+            Ok(n as u64)
+        };
+        let wait_all = |db: &mut postgres::Client,
+                        since_us: i64,
+                        limit: Duration,
+                        peak: &mut u64|
+         -> Result<Option<Instant>> {
+            let deadline = Instant::now() + limit;
+            loop {
+                if let Some((rss, _)) = collector::memory_kib(pid) {
+                    *peak = (*peak).max(rss);
+                }
+                if snapshots_since(db, since_us)? >= markets as u64 {
+                    return Ok(Some(Instant::now()));
+                }
+                if Instant::now() > deadline || stopped() {
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let mut peak = 0;
+        let cold = wait_all(&mut ctx.db, 0, Duration::from_secs(300), &mut peak)?
+            .with_context(|| format!("{} did not store {markets} snapshots", c.name))?;
+        let cold_secs = cold.duration_since(spawned).as_secs_f64();
+        sleep_checked(Duration::from_secs(2))?;
+        let (_, hwm_before) = collector::memory_kib(pid).context("collector exited")?;
+        let cpu0 = collector::cpu_ticks(pid).context("collector exited")?;
+        let close_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_micros() as i64;
+        let closed = Instant::now();
+        sim.close_all()?;
+        let mut rss_peak = 0;
+        let done = wait_all(
+            &mut ctx.db,
+            close_us,
+            Duration::from_secs(120),
+            &mut rss_peak,
+        )?;
+        let resync_secs = done.map_or(NEVER, |t| t.duration_since(closed).as_secs_f64());
+        let cpu1 = collector::cpu_ticks(pid).unwrap_or(cpu0);
+        let resynced = snapshots_since(&mut ctx.db, close_us)?;
+        // The delta streams resumed: markets with deltas received after the resync.
+        sleep_checked(Duration::from_secs(1))?;
+        let after_us = close_us + (resync_secs.min(120.0) * 1e6) as i64;
+        let with_deltas: i64 = ctx
+            .db
+            .query_one(
+                "SELECT count(DISTINCT ticker) FROM orderbook_deltas WHERE received_ts > $1",
+                &[&after_us],
+            )?
+            .get(0);
+        let (_, hwm_after) = collector::memory_kib(pid).unwrap_or((0, 0));
+        Ok(Storm {
+            markets,
+            rate,
+            cold_secs,
+            resync_secs,
+            resynced,
+            hwm_before_kib: hwm_before,
+            hwm_after_kib: hwm_after,
+            rss_peak_kib: rss_peak,
+            cpu_secs: cpu1.saturating_sub(cpu0) as f64 / ctx.clk_tck as f64,
+            markets_with_deltas_after: with_deltas as u64,
+        })
+    })();
+    collector::stop(&mut child);
+    let _ = sim.stop();
+    let st = result?;
+    eprintln!(
+        "e2e: {:>12} storm: {} markets at {} msgs/s: cold start {:.2} s, resync after close \
+         {:.2} s ({} markets), RSS peak {} MiB, HWM {} -> {} MiB, {:.2} core-s",
+        c.name,
+        st.markets,
+        st.rate,
+        st.cold_secs,
+        st.resync_secs,
+        st.resynced,
+        st.rss_peak_kib / 1024,
+        st.hwm_before_kib / 1024,
+        st.hwm_after_kib / 1024,
+        st.cpu_secs
+    );
+    Ok(st)
+}
+
+/// Runs the deduplicator's throughput bench (a test binary) and parses its line.
+fn dedup_bench(bin: &Path, rows: u64) -> Result<Dedup> {
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .args([
+            "--ignored",
+            "--nocapture",
+            "--exact",
+            "merge_throughput_against_raw_copy",
+        ])
+        .env("BENCH_ROWS", rows.to_string())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        bail!("the deduplicator bench failed: {}", text.trim());
+    }
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("merge: "))
+        .with_context(|| format!("no merge line in {text:?}"))?
+        .to_owned();
+    // "... = W rows/s written; in jobs S s = J rows/s written (...); raw COPY into
+    // production: R rows/s; ..."
+    let after = |marker: &str| -> Option<f64> {
+        let i = line.find(marker)? + marker.len();
+        line[i..].split_whitespace().next()?.parse().ok()
+    };
+    let wall = line
+        .split(" rows/s written")
+        .next()
+        .and_then(|h| h.split_whitespace().last())
+        .and_then(|v| v.parse().ok());
+    let job = line
+        .split(" rows/s written")
+        .nth(1)
+        .and_then(|h| h.split_whitespace().last())
+        .and_then(|v| v.parse().ok());
+    Ok(Dedup {
+        rows,
+        wall_rows_per_sec: wall.context("wall rate")?,
+        job_rows_per_sec: job.context("job rate")?,
+        raw_copy_rows_per_sec: after("raw COPY into production: ").context("raw rate")?,
+        line,
+        secs: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The first `n` market tickers of the REST listing.
@@ -543,9 +926,23 @@ fn trial(
     let mut child = c.spawn(&sim, &db_url, &dir, key.as_ref())?;
     let pid = child.id();
     let result = (|| -> Result<Trial> {
-        let events0 = sim
-            .wait_pacing(Duration::from_secs(300))
-            .with_context(|| format!("{} did not subscribe (see {})", c.name, dir.display()))?;
+        // Wait for the subscription, failing at once if the collector exits (a refused
+        // configuration, say) instead of after the whole timeout.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let events0 = loop {
+            if let Ok(events) = sim.wait_pacing(Duration::from_secs(1)) {
+                break events;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(dir.join(format!("{}.log", c.name)))
+                    .unwrap_or_default();
+                let tail: String = log.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
+                bail!("{} exited ({status}) before subscribing: {tail}", c.name);
+            }
+            if Instant::now() > deadline || stopped() {
+                bail!("{} did not subscribe (see {})", c.name, dir.display());
+            }
+        };
         let t_sub = Instant::now();
         let cpu0 = collector::cpu_ticks(pid).context("collector exited early")?;
         let pg_pid = ctx.pg.pid().unwrap_or(0);
@@ -595,7 +992,7 @@ fn trial(
         };
         let loss = check::verify(&mut ctx.db, &summary, expected.as_ref())?;
         // Only now may the brake (the probe) let go: generation resumes once it is gone.
-        let (lat, source) = {
+        let (lat, split, source) = {
             let fallback: Option<i64> = ctx
                 .db
                 .query_one(
@@ -603,11 +1000,12 @@ fn trial(
                     &[],
                 )?
                 .get(0);
-            let (p, s) = meter.finish(rate, DELTA_SHARE, fallback)?;
-            if measure_latency {
-                (Some(p), s)
+            let (m, s) = meter.finish(rate, DELTA_SHARE, fallback)?;
+            if measure_latency && s != "none" {
+                let f2r = Percentiles::frame_to_receive(&mut ctx.db, m.offset)?;
+                (Some(m.total), Some((f2r, m.receive_to_commit)), s)
             } else {
-                (None, "")
+                (None, None, "")
             }
         };
         let messages = summary.events + markets as u64;
@@ -628,6 +1026,8 @@ fn trial(
             rss_kib: rss,
             hwm_kib: hwm,
             latency: lat,
+            frame_to_ring: split.map(|s| s.0),
+            ring_to_commit: split.map(|s| s.1),
             latency_source: source.to_owned(),
             exact_counts: exact,
         })

@@ -188,6 +188,14 @@ impl Sim {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// `POST /close?conn=all`: every connection gets a close frame (the snapshot storm).
+    pub(crate) fn close_all(&self) -> Result<()> {
+        ureq::post(&format!("http://{}/close?conn=all", self.control))
+            .send_empty()
+            .context("POST /close")?;
+        Ok(())
+    }
+
     /// Waits until load pacing has started (a client subscribed); returns the events
     /// generated at that moment.
     pub(crate) fn wait_pacing(&self, timeout: Duration) -> Result<u64> {
@@ -215,6 +223,13 @@ impl Sim {
     /// connections instead — `POST /pause`, or stopping the process — would cut off whatever a
     /// backed-up client had not read within the simulator's 2 s close deadline.)
     pub(crate) fn end_generation(&self, brake: std::net::SocketAddr) -> Result<(Summary, Instant)> {
+        // `POST /halt` stops load generation for good (kalshi-sim answers from the generating
+        // thread, so nothing is generated after the answer); the stalled brake below is kept
+        // for simulators without it. Without the halt, a generator starved of CPU for over
+        // 300 ms looked stopped and resumed after the summary was taken.
+        ureq::post(&format!("http://{}/halt", self.control))
+            .send_empty()
+            .context("POST /halt")?;
         ureq::post(&format!(
             "http://{}/stall?peer={brake}&ms=86400000",
             self.control
