@@ -382,8 +382,12 @@ pub struct WriterConfig {
     pub flush_rows: usize,
     /// Flush at this many encoded bytes. Default 4 MiB.
     pub flush_bytes: usize,
-    /// Flush a non-empty batch this old, ms. Default 200.
+    /// Flush a non-empty batch this old, ms (the hard bound). Default 200.
     pub flush_age_ms: u64,
+    /// Group commit: seal the open batch once its first row is this old, ms, if the rings are
+    /// drained and the database is idle (so batches grow with the rate, and latency at moderate
+    /// rates is a few ms instead of `flush_age_ms`). 0 turns it off. Default 5.
+    pub linger_ms: u64,
     /// Records per shard → writer ring. Default 65536.
     pub ring_capacity: usize,
 }
@@ -394,6 +398,7 @@ impl Default for WriterConfig {
             flush_rows: 10_000,
             flush_bytes: 4 << 20,
             flush_age_ms: 200,
+            linger_ms: 5,
             ring_capacity: 65_536,
         }
     }
@@ -858,6 +863,16 @@ impl Config {
         problems.range("writer.flush_rows", writer.flush_rows, 1, 10_000_000);
         problems.range("writer.flush_bytes", writer.flush_bytes, 4_096, 1 << 30);
         problems.range("writer.flush_age_ms", writer.flush_age_ms, 1, 60_000);
+        problems.range("writer.linger_ms", writer.linger_ms, 0, 60_000);
+        if writer.linger_ms > writer.flush_age_ms {
+            problems.add(
+                "writer.linger_ms",
+                format!(
+                    "{} ms is more than writer.flush_age_ms ({} ms), which would always win",
+                    writer.linger_ms, writer.flush_age_ms
+                ),
+            );
+        }
         problems.range("writer.ring_capacity", writer.ring_capacity, 16, 1 << 24);
         let limits = &self.limits;
         problems.range(
@@ -1032,6 +1047,22 @@ gatherer_id = 1
 
     fn with(extra: &str) -> String {
         format!("{MINIMAL}\n{extra}")
+    }
+
+    // Group commit: on by default at 5 ms, 0 turns it off, and a linger past the age limit is
+    // refused by name.
+    #[test]
+    fn writer_linger() {
+        let config = Config::from_toml_str(MINIMAL, 2).unwrap();
+        assert_eq!(config.writer.linger_ms, 5);
+        let off = format!("{MINIMAL}\n[writer]\nlinger_ms = 0\n");
+        assert_eq!(Config::from_toml_str(&off, 2).unwrap().writer.linger_ms, 0);
+        let late = format!("{MINIMAL}\n[writer]\nflush_age_ms = 50\nlinger_ms = 80\n");
+        let errors = Config::from_toml_str(&late, 2).unwrap_err().to_string();
+        assert!(
+            errors.contains("writer.linger_ms") && errors.contains("flush_age_ms (50 ms)"),
+            "{errors}"
+        );
     }
 
     // The minimal file gets every documented default and the prod preset hosts.

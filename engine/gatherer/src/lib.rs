@@ -265,6 +265,8 @@ pub fn run(loaded: Loaded) -> Result<(), StartError> {
     writer_config.batch_rows_max = config.writer.flush_rows;
     writer_config.batch_bytes_max = config.writer.flush_bytes;
     writer_config.batch_age_max = Duration::from_millis(config.writer.flush_age_ms);
+    writer_config.batch_linger =
+        (config.writer.linger_ms > 0).then(|| Duration::from_millis(config.writer.linger_ms));
     writer_config.spool.max_bytes = config
         .spool
         .max_bytes
