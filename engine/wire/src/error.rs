@@ -171,6 +171,7 @@ pub(crate) fn json_error(error: &simd_json::Error, frame: &[u8]) -> DecodeError 
         E::ExpectedMapEnd => "expected the end of an object",
         E::NoStructure => "no JSON value",
         E::InputTooLarge => "input too large",
+        E::DepthLimitExceeded => "nested deeper than 1024 levels",
         _ => "syntax error",
     };
     DecodeError::Json {

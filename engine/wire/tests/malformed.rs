@@ -255,3 +255,27 @@ fn frame_limit_boundary() {
         }
     );
 }
+
+// A frame nested past simd-json's depth limit (1024) is named as such, not a bare syntax error,
+// and neither the decoder nor the next frame suffer.
+#[test]
+fn deep_nesting_is_named() {
+    let mut decoder = Decoder::default();
+    let depth = 100_000;
+    let mut frame = br#"{"type":"trade","sid":1,"seq":1,"msg":"#.to_vec();
+    frame.extend(std::iter::repeat_n(b'[', depth));
+    frame.extend(std::iter::repeat_n(b']', depth));
+    frame.push(b'}');
+    let error = error_of(&mut decoder, &frame);
+    assert!(
+        matches!(
+            error,
+            DecodeError::Json {
+                reason: "nested deeper than 1024 levels",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(message(&error).contains("nested deeper than 1024 levels"));
+}
