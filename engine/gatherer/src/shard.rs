@@ -608,14 +608,26 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
                     return;
                 }
                 failures += 1;
+                let now = now_us();
+                let decision = backoff.on_failure(now, failure_kind(&error));
+                let retry_ms = match decision {
+                    RetryDecision::RetryAt(at) => (at - now) / 1000,
+                    RetryDecision::Stop => -1,
+                };
+                // Every attempt at debug level (the reconnect schedule, for diagnosis and the
+                // fault tests); the first three and every 20th at warn.
                 if failures <= 3 || failures.is_multiple_of(20) {
                     log::warn!(
-                        "connection {id}: connecting to {} failed ({} times): {error}",
+                        "connection {id}: connecting to {} failed ({} times): {error}; retrying in {retry_ms} ms",
                         shared.ws_url.as_string(),
                         failures
                     );
+                } else {
+                    log::debug!(
+                        "connection {id}: connecting failed ({failures} times): {error}; retrying in {retry_ms} ms"
+                    );
                 }
-                match backoff.on_failure(now_us(), failure_kind(&error)) {
+                match decision {
                     RetryDecision::RetryAt(at) => sleep_until(shared, at).await,
                     RetryDecision::Stop => return,
                 }
@@ -697,7 +709,12 @@ async fn run_conn(ctx: &Rc<ShardCtx>, conn: &Rc<RefCell<Conn>>) {
                 FailureKind::Protocol
             }
         };
-        match backoff.on_failure(now_us(), kind) {
+        let now = now_us();
+        let decision = backoff.on_failure(now, kind);
+        if let RetryDecision::RetryAt(at) = decision {
+            log::debug!("connection {id}: reconnecting in {} ms", (at - now) / 1000);
+        }
+        match decision {
             RetryDecision::RetryAt(at) => sleep_until(shared, at).await,
             RetryDecision::Stop => break,
         }
