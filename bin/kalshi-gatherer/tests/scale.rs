@@ -27,9 +27,9 @@ use common::{Market, Scenario, check_books, check_trades, db, unrepaired_gaps};
 // traded before the first subscription, all on shard 0; the first predates the fix that
 // backfills first-pass markets joining an already-open connection). In a CI run (2026-11-30,
 // normal load) one market's book differed from the truth by one missing delta (a level 4,910
-// too high) with no gap recorded, its WS snapshot at seq 48 and later deltas on sid 1: a delta
-// lost without detection, or one not yet written when the check ran. Not explained yet. Run it
-// with `cargo test -p kalshi-gatherer --test scale -- --ignored --nocapture`.
+// too high; the failure output does not list gaps), its WS snapshot at seq 48 and later deltas
+// on sid 1: a delta lost without detection, or one not yet written when the check ran. Not
+// explained yet. Run it with `cargo test -p kalshi-gatherer --test scale -- --ignored --nocapture`.
 #[test]
 #[ignore = "not reliable yet: a missing delta (CI) and lost start-window trades (load ~27); see the comment"]
 fn completeness_across_two_shards_at_scale() {
