@@ -84,7 +84,11 @@ fn fixture() -> Fixture {
     for i in 0..=200 {
         exchange.step(START_US + i * 500_000);
     }
-    let dir = std::env::temp_dir().join(format!("kalshi-verify-snap-{}", std::process::id()));
+    // One directory per fixture: the tests run in parallel in one process, and a shared
+    // directory let one test read another's half-written truth log.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("kalshi-verify-snap-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let truth_path = dir.join("truth.jsonl");
     let books_path = dir.join("books.jsonl");
@@ -93,6 +97,7 @@ fn fixture() -> Fixture {
     exchange.write_final_books(&mut books);
     std::fs::write(&books_path, &books).unwrap();
     let truth = Truth::load(&truth_path, &books_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 
     let mut deltas = Vec::new();
     let mut trades = String::new();
