@@ -29,7 +29,7 @@ fn run_for(scenario: &mut Scenario, seconds: u64) {
 }
 
 // Completeness: 360 markets at start, a new event (6 markets) every 4 s, markets closing after
-// 20 s and settling 4 s later, for 30 s. Then the exchange is paused and the gatherer stopped
+// 20 s and settling 4 s later, for 30 s. Then the exchange is halted and the gatherer stopped
 // with SIGTERM (exit 0). Every trade of the truth log is stored, none twice from the WebSocket;
 // every still-subscribed market's book, rebuilt from its latest stored snapshot and the later
 // deltas, equals the simulator's book; the lifecycle and REST tables are filled.

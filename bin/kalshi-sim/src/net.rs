@@ -492,8 +492,11 @@ fn ws_loop(
                 code: CloseCode::Away,
                 reason: why.into(),
             }));
-            // Drive the close handshake for a short while, then drop the socket.
-            let deadline = Instant::now() + Duration::from_secs(2);
+            // Drive the close handshake (each read also flushes what is still buffered), then
+            // drop the socket. The wait is generous: frames still buffered here were counted as
+            // sent, and a slow client must get them before the close, or a truth check would
+            // see them lost.
+            let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 match ws.read() {
                     Ok(_) => {}

@@ -576,7 +576,17 @@ impl SubscriptionManager {
     /// there up to the moment its trade subscription is confirmed.
     pub fn connected(&mut self, now_us: i64, resume_from_us: Option<i64>) {
         self.connected = true;
-        if let Some(from_us) = resume_from_us {
+        if let Some(resume_us) = resume_from_us {
+            // A window still open from an earlier connection (dropped before its trade
+            // subscription was confirmed, so nothing of it was backfilled yet) starts earlier
+            // than this resume point, which is only that connection's last frame or its end.
+            // Replacing it would lose the trades between the two.
+            let from_us = self
+                .subs
+                .iter()
+                .filter(|s| s.channel == Channel::Trade)
+                .filter_map(|s| s.backfill_from_us)
+                .fold(resume_us, i64::min);
             let gap_id = self.new_gap_id();
             self.reconnect_gap = Some(gap_id);
             self.stats.gaps += 1;
@@ -1637,5 +1647,51 @@ mod tests {
             &actions(&mut m)[..],
             [Action::ServerError { code: 1, .. }]
         ));
+    }
+
+    // A connection dropped before its trade subscription was confirmed leaves its resume
+    // window open; the next connection's later resume point must not replace it, or the trades
+    // in between are never backfilled (seen as lost start-window trades under heavy load).
+    #[test]
+    fn unconfirmed_resume_window_survives_a_reconnect() {
+        let config = SubsConfig {
+            channels: vec![Channel::Trade],
+            markets_per_command: 10,
+            ..SubsConfig::default()
+        };
+        let mut m = SubscriptionManager::new(config, 0);
+        m.add_markets(&tickers(&["A", "B"]), None);
+        m.connected(5_000, Some(1_000));
+        assert_eq!(sent(&mut m, 5_000).len(), 1);
+        // Dropped before `subscribed`: no frame ever came, so the shard resumes from the drop.
+        m.disconnected(9_000);
+        assert!(
+            actions(&mut m)
+                .iter()
+                .all(|a| !matches!(a, Action::Backfill { .. })),
+            "nothing confirmed, nothing backfilled yet"
+        );
+        m.connected(12_000, Some(m.last_frame_us().unwrap_or(9_000)));
+        assert_eq!(sent(&mut m, 12_000).len(), 1);
+        feed(
+            &mut m,
+            13_000,
+            r#"{"type":"subscribed","id":2,"msg":{"channel":"trade","sid":1}}"#,
+        );
+        feed(
+            &mut m,
+            13_000,
+            r#"{"type":"ok","id":2,"sid":1,"seq":1,"msg":{"market_tickers":["A","B"]}}"#,
+        );
+        let backfills: Vec<(i64, usize)> = actions(&mut m)
+            .iter()
+            .filter_map(|a| match a {
+                Action::Backfill {
+                    from_us, tickers, ..
+                } => Some((*from_us, tickers.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(backfills, [(1_000, 2)], "from the first resume point");
     }
 }

@@ -424,7 +424,7 @@ pub(crate) fn render(run: &Run) -> String {
            and the zero-loss check passed: per market, stored deltas, trades and tickers equal the \
            generator's counts, exactly one WebSocket snapshot per market, and snapshot + Σ stored deltas \
            per (side, price) equals the generator's final book. Search windows {}s, ladder: double until \
-           not held, then bisect to within 12 %; the sustained run repeats the best rate for {} s (if it \
+           not held, then bisect to within 12 %; the sustained run takes 90 % of the best rate for {} s (if it \
            is not held: again at 10 % less or 97 % of what it achieved, whichever is lower, at most twice).\n\
          * **CPU** = utime + stime of the collector process (all threads) from /proc/PID/stat, from the \
            moment the simulator saw the subscription to the moment the last row was visible, divided by \
