@@ -179,6 +179,9 @@ pub(crate) struct CollectorResult {
     pub(crate) ladder: Vec<Trial>,
     /// The confirmation run at the sustained rate.
     pub(crate) sustained: Option<Trial>,
+    /// Why there is no sustained rate although the other phases ran.
+    #[serde(default)]
+    pub(crate) unconfirmed: Option<String>,
     /// Latency runs at 10 %, 50 %, 90 % of the sustained rate.
     pub(crate) latency: Vec<Trial>,
     /// RSS runs by market count.
@@ -381,7 +384,7 @@ fn main() -> Result<()> {
     } else {
         Plan {
             mode: "full".into(),
-            search_secs: 5,
+            search_secs: 6,
             confirm_secs: args.window.unwrap_or(60),
             latency_secs: 6,
             memory_secs: 5,
@@ -624,8 +627,7 @@ fn measure_into(ctx: &mut Ctx, c: &Collector, plan: &Plan, r: &mut CollectorResu
     // Confirmation at full length, starting at 90 % of the search's best: a short window
     // overshoots (PostgreSQL's buffers absorb a few seconds of a rate it cannot keep up; the
     // 60 s figure came out at 80-85 % of the 6 s one for every collector in the 2026-11-30
-    // runs), and each confirmation that fails costs a minute of the 15 min budget. Step down
-    // 10 % (twice at most) if it is not held.
+    // runs), and each confirmation that fails costs a minute of the 15 min budget.
     sustained = (sustained * 9 / 10).max(100) / 100 * 100;
     for _ in 0..3 {
         let t = trial(ctx, c, sustained, plan.markets, plan.confirm_secs, true)?;
@@ -634,14 +636,29 @@ fn measure_into(ctx: &mut Ctx, c: &Collector, plan: &Plan, r: &mut CollectorResu
             r.sustained = Some(t);
             break;
         }
-        // Short search windows can overshoot (PostgreSQL's buffers absorb a few seconds):
-        // retry at 10 % less, or just under what was achieved if that is lower.
-        let achieved = (t.achieved * 0.97) as u64;
+        // Not held: 10 % less, or 97 % of the rate it actually absorbed if that is lower (what
+        // it achieved, stretched by the part of its drain beyond the limit: a backlog left at
+        // the end is work it did not keep up with).
+        let over = (t.drain_secs - Trial::drain_limit(t.secs)).clamp(0.0, t.secs);
+        let absorbed = t.achieved * t.secs / (t.secs + over);
+        let next = (sustained * 9 / 10).min((absorbed * 0.97) as u64) / 100 * 100;
         r.ladder.push(t);
-        sustained = (sustained * 9 / 10).min(achieved) / 100 * 100;
+        sustained = next.max(100);
     }
-    let Some(s) = r.sustained.as_ref().map(|t| t.rate) else {
-        bail!("the confirmation runs were not held");
+    // Three confirmations not held: the rest of the report is still worth having (latency,
+    // memory, storm, scaling), taken at the rate the next step down would have tried.
+    let s = match r.sustained.as_ref() {
+        Some(t) => t.rate,
+        None => {
+            r.unconfirmed = Some(format!(
+                "three 60 s confirmations not held; the other phases use {sustained} msgs/s"
+            ));
+            eprintln!(
+                "e2e: {}: confirmations not held; going on at {sustained} msgs/s",
+                c.name
+            );
+            sustained
+        }
     };
     for share in [10, 50, 90] {
         let rate = (s * share / 100).max(100);

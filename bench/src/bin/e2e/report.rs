@@ -425,7 +425,7 @@ pub(crate) fn render(run: &Run) -> String {
            generator's counts, exactly one WebSocket snapshot per market, and snapshot + Σ stored deltas \
            per (side, price) equals the generator's final book. Search windows {}s, ladder: double until \
            not held, then bisect to within 12 %; the sustained run takes 90 % of the best rate for {} s (if it \
-           is not held: again at 10 % less or 97 % of what it achieved, whichever is lower, at most twice).\n\
+           is not held: again at 10 % less or 97 % of what it absorbed, whichever is lower, at most twice; if none is held, the other phases still run).\n\
          * **CPU** = utime + stime of the collector process (all threads) from /proc/PID/stat, from the \
            moment the simulator saw the subscription to the moment the last row was visible, divided by \
            the messages (events + one snapshot per market). **PostgreSQL CPU** = the same for every \
@@ -458,6 +458,9 @@ fn targets(o: &mut String, results: &[CollectorResult]) {
     if let Some(why) = &g.skipped {
         let _ = writeln!(o, "Pending: {why}\n");
         return;
+    }
+    if let Some(why) = &g.unconfirmed {
+        let _ = writeln!(o, "Sustained rate: {why} (see every run).\n");
     }
     let _ = writeln!(o, "| target | measured | met? |\n|---|---|---|");
     let verdict = |ok: Option<bool>| match ok {
