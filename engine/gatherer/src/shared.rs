@@ -50,11 +50,18 @@ impl Shared {
 
     /// Records a fatal error (the first one wins) and stops the process.
     pub(crate) fn fail(&self, error: StartError) {
-        log::error!("{error}");
-        if let Ok(mut fatal) = self.fatal.lock()
-            && fatal.is_none()
-        {
-            *fatal = Some(error);
+        match self.fatal.lock() {
+            Ok(mut fatal) => match fatal.as_ref() {
+                None => {
+                    log::error!("{error}");
+                    *fatal = Some(error);
+                }
+                // Several threads can hit the same cause at once (every connection refused
+                // with 401): one line per distinct cause, not one per thread.
+                Some(first) if first.to_string() == error.to_string() => {}
+                Some(_) => log::warn!("also, after the first fatal error: {error}"),
+            },
+            Err(_) => log::error!("{error}"),
         }
         self.request_stop();
     }
